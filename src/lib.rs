@@ -1,0 +1,6 @@
+//! `reconcile`: the level-triggered sweeper for a webhook-driven pipeline.
+//! See DESIGN.md (shared) for the contracts; README.md for operation.
+pub mod config;
+pub mod sidecar;
+pub mod sim;
+pub mod timestamp;

@@ -1,0 +1,1 @@
+//! The SQLite sidecar (DESIGN §6): what must survive between ticks.

@@ -1,0 +1,1 @@
+//! The loopback simulator of the three peers (DESIGN §10).
