@@ -1,0 +1,123 @@
+//! What happened to one unit (a task in F-1, an issue in F-2): the outcome
+//! and reason codes of DESIGN §5 and §8, exactly as they appear in reports.
+
+use serde::Serialize;
+
+/// Why a unit was skipped or deferred. The serialized names are contracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Excluded,
+    HumanGate,
+    TerminalStage,
+    NoGate,
+    InFlight,
+    Young,
+    Escalated,
+    TerminalState,
+    PlaneUnresolved,
+    HumanWait,
+    WaitingDeps,
+    Cycle,
+    NoTask,
+    ActionCap,
+    Deadline,
+    RateReserve,
+    RateLimited,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Excluded => "excluded",
+            Reason::HumanGate => "human_gate",
+            Reason::TerminalStage => "terminal_stage",
+            Reason::NoGate => "no_gate",
+            Reason::InFlight => "in_flight",
+            Reason::Young => "young",
+            Reason::Escalated => "escalated",
+            Reason::TerminalState => "terminal_state",
+            Reason::PlaneUnresolved => "plane_unresolved",
+            Reason::HumanWait => "human_wait",
+            Reason::WaitingDeps => "waiting_deps",
+            Reason::Cycle => "cycle",
+            Reason::NoTask => "no_task",
+            Reason::ActionCap => "action_cap",
+            Reason::Deadline => "deadline",
+            Reason::RateReserve => "rate_reserve",
+            Reason::RateLimited => "rate_limited",
+        }
+    }
+
+    /// Terminal skips feed the seed's `skipped_terminal_total`.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Reason::TerminalStage | Reason::TerminalState)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Skipped,
+    Deferred,
+    Error,
+    // F-1
+    Advanced,
+    GateRed,
+    NotAdvanced,
+    WouldAdvance,
+    // F-2
+    Started,
+    StartNoop,
+    Resumed,
+    ResumeNoop,
+    VerdictApplied,
+    VerdictNoop,
+    WouldStart,
+    WouldResume,
+    WouldApplyVerdict,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            Outcome::Deferred => "deferred",
+            Outcome::Error => "error",
+            Outcome::Advanced => "advanced",
+            Outcome::GateRed => "gate_red",
+            Outcome::NotAdvanced => "not_advanced",
+            Outcome::WouldAdvance => "would_advance",
+            Outcome::Started => "started",
+            Outcome::StartNoop => "start_noop",
+            Outcome::Resumed => "resumed",
+            Outcome::ResumeNoop => "resume_noop",
+            Outcome::VerdictApplied => "verdict_applied",
+            Outcome::VerdictNoop => "verdict_noop",
+            Outcome::WouldStart => "would_start",
+            Outcome::WouldResume => "would_resume",
+            Outcome::WouldApplyVerdict => "would_apply_verdict",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A guard's verdict on a unit before any action: go on, skip or defer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Proceed,
+    Skip(Reason),
+    Defer(Reason),
+}

@@ -1,0 +1,321 @@
+//! One HTTP layer for every peer: timeouts on every call, a cap on response
+//! bodies, request counting, and errors that never carry a secret.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+/// A response body larger than this fails the unit instead of eating memory.
+pub const MAX_BODY: u64 = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    Orchestrator,
+    Plane,
+    Telegram,
+}
+
+impl Peer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Peer::Orchestrator => "orchestrator",
+            Peer::Plane => "plane",
+            Peer::Telegram => "telegram",
+        }
+    }
+}
+
+/// What went wrong talking to a peer. `endpoint` is "METHOD url" with every
+/// secret replaced by `***`.
+#[derive(Debug, Clone)]
+pub struct PeerError {
+    pub peer: Peer,
+    pub endpoint: String,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Connect, reset, timeout: the request may or may not have arrived.
+    Transport(String),
+    /// An HTTP status the caller did not accept; `snippet` is the start of
+    /// the body, redacted.
+    Status { code: u16, snippet: String, retry_after: Option<u64> },
+    /// The body was larger than MAX_BODY.
+    TooLarge,
+    /// The body could not be read or decoded as expected.
+    Body(String),
+}
+
+impl PeerError {
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            ErrorKind::Status { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        match self.kind {
+            ErrorKind::Status { retry_after, .. } => retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: ", self.peer.as_str(), self.endpoint)?;
+        match &self.kind {
+            ErrorKind::Transport(m) => write!(f, "{m}"),
+            ErrorKind::Status { code, snippet, .. } if snippet.is_empty() => write!(f, "HTTP {code}"),
+            ErrorKind::Status { code, snippet, .. } => write!(f, "HTTP {code}: {snippet}"),
+            ErrorKind::TooLarge => write!(f, "response body larger than {} MiB", MAX_BODY >> 20),
+            ErrorKind::Body(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// A response whose status the caller will judge.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub rate_remaining: Option<i64>,
+    pub rate_reset: Option<i64>,
+    pub retry_after: Option<u64>,
+}
+
+/// A client for one peer.
+#[derive(Clone)]
+pub struct Client {
+    peer: Peer,
+    agent: ureq::Agent,
+    secrets: Arc<Vec<String>>,
+    requests: Arc<AtomicU64>,
+}
+
+impl Client {
+    /// `timeout` bounds connecting and the whole exchange; `secrets` are
+    /// scrubbed from every error this client produces.
+    pub fn new(peer: Peer, timeout: Duration, secrets: Vec<String>) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(timeout))
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(format!("reconcile/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Client {
+            peer,
+            agent,
+            secrets: Arc::new(secrets.into_iter().filter(|s| !s.is_empty()).collect()),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// Requests sent so far (shared by clones).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Same peer, same counter, another timeout (a webhook replay runs the
+    /// handler before it answers).
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        let mut c = Client::new(self.peer, timeout, Vec::new());
+        c.secrets = self.secrets.clone();
+        c.requests = self.requests.clone();
+        c
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.secrets)
+    }
+
+    fn error(&self, method: &str, url: &str, kind: ErrorKind) -> PeerError {
+        let kind = match kind {
+            ErrorKind::Transport(m) => ErrorKind::Transport(self.redact(&m)),
+            ErrorKind::Body(m) => ErrorKind::Body(self.redact(&m)),
+            ErrorKind::Status { code, snippet, retry_after } => {
+                ErrorKind::Status { code, snippet: self.redact(&snippet), retry_after }
+            }
+            k => k,
+        };
+        PeerError { peer: self.peer, endpoint: self.redact(&format!("{method} {url}")), kind }
+    }
+
+    /// Sends one request; any status comes back as a Response.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Response, PeerError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let result = match body {
+            None => {
+                let mut req = match method {
+                    "GET" => self.agent.get(url),
+                    "DELETE" => self.agent.delete(url),
+                    _ => self.agent.head(url),
+                };
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                req.call()
+            }
+            Some(bytes) => {
+                let mut req = match method {
+                    "PATCH" => self.agent.patch(url),
+                    "PUT" => self.agent.put(url),
+                    _ => self.agent.post(url),
+                };
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                req.header("Content-Type", "application/json").send(bytes)
+            }
+        };
+        let mut resp = result.map_err(|e| self.error(method, url, transport_kind(&e)))?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_string())
+        };
+        let rate_remaining = header("x-ratelimit-remaining").and_then(|v| v.parse().ok());
+        let rate_reset = header("x-ratelimit-reset").and_then(|v| v.parse().ok());
+        let retry_after = header("retry-after").and_then(|v| v.parse().ok());
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => self.error(method, url, ErrorKind::TooLarge),
+                other => self.error(method, url, ErrorKind::Transport(format!("reading body: {other}"))),
+            })?;
+        Ok(Response { status, body, rate_remaining, rate_reset, retry_after })
+    }
+
+    /// Sends and requires a 2xx carrying JSON of type `T`.
+    pub fn json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<(T, Response), PeerError> {
+        let resp = self.send(method, url, headers, body)?;
+        if !(200..300).contains(&resp.status) {
+            return Err(self.status_error(method, url, &resp));
+        }
+        let value = self.decode(method, url, &resp.body)?;
+        Ok((value, resp))
+    }
+
+    /// Decodes a JSON body, naming what was wrong in one line.
+    pub fn decode<T: DeserializeOwned>(&self, method: &str, url: &str, body: &[u8]) -> Result<T, PeerError> {
+        serde_json::from_slice(body).map_err(|e| {
+            let what = if looks_like_html(body) {
+                "an HTML page instead of JSON".to_string()
+            } else if e.is_syntax() || e.is_eof() {
+                format!("invalid JSON ({e})")
+            } else {
+                format!("unexpected JSON ({e})")
+            };
+            self.error(method, url, ErrorKind::Body(what))
+        })
+    }
+
+    pub fn status_error(&self, method: &str, url: &str, resp: &Response) -> PeerError {
+        self.error(
+            method,
+            url,
+            ErrorKind::Status {
+                code: resp.status,
+                snippet: snippet(&resp.body),
+                retry_after: resp.retry_after,
+            },
+        )
+    }
+}
+
+fn transport_kind(e: &ureq::Error) -> ErrorKind {
+    match e {
+        ureq::Error::BodyExceedsLimit(_) => ErrorKind::TooLarge,
+        ureq::Error::Timeout(_) => ErrorKind::Transport("timed out".into()),
+        ureq::Error::ConnectionFailed => ErrorKind::Transport("connection failed".into()),
+        ureq::Error::HostNotFound => ErrorKind::Transport("host not found".into()),
+        other => ErrorKind::Transport(other.to_string()),
+    }
+}
+
+fn looks_like_html(body: &[u8]) -> bool {
+    let start = String::from_utf8_lossy(&body[..body.len().min(256)]).to_ascii_lowercase();
+    let start = start.trim_start();
+    start.starts_with("<!doctype html") || start.starts_with("<html")
+}
+
+/// The first line of a body, short, for an error message.
+fn snippet(body: &[u8]) -> String {
+    if looks_like_html(body) {
+        return "an HTML error page".into();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().take(120).collect()
+}
+
+/// Replaces every secret occurring in `text` by `***`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_replaces_every_occurrence() {
+        let s = vec!["tok123".to_string()];
+        assert_eq!(redact("GET /bottok123/sendMessage tok123", &s), "GET /bot***/sendMessage ***");
+    }
+
+    #[test]
+    fn snippet_is_short_and_names_html() {
+        assert_eq!(snippet(b"<!DOCTYPE html><html>502</html>"), "an HTML error page");
+        assert_eq!(snippet(b"line one\nline two"), "line one");
+        assert_eq!(snippet(&[b'x'; 500]).len(), 120);
+    }
+
+    #[test]
+    fn errors_name_peer_and_endpoint_without_secrets() {
+        let c = Client::new(Peer::Telegram, Duration::from_secs(1), vec!["SECRET".into()]);
+        let e = c.error(
+            "POST",
+            "http://127.0.0.1:1/botSECRET/sendMessage",
+            ErrorKind::Transport("io: SECRET refused".into()),
+        );
+        let text = e.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.starts_with("telegram POST http://127.0.0.1:1/bot***/sendMessage"), "{text}");
+    }
+}

@@ -1,0 +1,275 @@
+//! The orchestrator's reconcile API v1 (DESIGN §4.1) and the webhook
+//! replay endpoint (§4.2).
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::http::{Client, PeerError};
+use crate::config::Secret;
+
+/// A task as the orchestrator lists it. Missing optional fields are
+/// null/false/0/[]; unknown fields are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Task {
+    pub id: i64,
+    pub stage: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub repo: String,
+    #[serde(default)]
+    pub work_item_id: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub plane_issue_id: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub age_s: Option<f64>,
+    #[serde(default)]
+    pub gate: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub active_job: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub developer_retry_count: i64,
+    #[serde(default)]
+    pub escalated: Option<bool>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub depends_on: Vec<Dependency>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Dependency {
+    pub id: i64,
+    #[serde(default)]
+    pub work_item_id: Option<String>,
+    #[serde(default)]
+    pub stage: Option<String>,
+}
+
+impl Task {
+    /// The work item id when present and non-empty.
+    pub fn work_item(&self) -> Option<&str> {
+        self.work_item_id.as_deref().filter(|s| !s.is_empty())
+    }
+
+    pub fn issue_id(&self) -> Option<&str> {
+        self.plane_issue_id.as_deref().filter(|s| !s.is_empty())
+    }
+}
+
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One element of the task list that could not be read as a Task.
+#[derive(Debug, Clone)]
+pub struct BadTask {
+    pub id: Option<i64>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GateReport {
+    #[serde(default)]
+    pub passed: bool,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Advance {
+    /// 200 advanced: true.
+    Advanced { stage_after: String, detail: String },
+    /// 200 advanced: false — the gate was red after all.
+    GateRed { detail: String },
+    /// 409: a job or a stage change appeared since the list was read.
+    Refused { detail: String },
+}
+
+#[derive(Deserialize)]
+struct AdvanceBody {
+    #[serde(default)]
+    advanced: bool,
+    #[serde(default)]
+    stage_after: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+pub struct Orchestrator {
+    http: Client,
+    webhook_http: Client,
+    base: String,
+    webhook_path: String,
+    auth: String,
+    webhook_secret: Option<Secret>,
+}
+
+impl Orchestrator {
+    pub fn new(cfg: &crate::config::Orchestrator, http: Client) -> Orchestrator {
+        let token = cfg.token.as_ref().map(|t| t.expose().to_string()).unwrap_or_default();
+        Orchestrator {
+            webhook_http: http.with_timeout(cfg.webhook_timeout),
+            http,
+            base: cfg.url.trim_end_matches('/').to_string(),
+            webhook_path: cfg.webhook_path.clone(),
+            auth: format!("Bearer {token}"),
+            webhook_secret: cfg.webhook_secret.clone(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.http
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, PeerError> {
+        let url = format!("{}{path}", self.base);
+        let headers = [("Authorization", self.auth.as_str()), ("Accept", "application/json")];
+        self.http.json("GET", &url, &headers, None).map(|(v, _)| v)
+    }
+
+    /// Every task not done. The list must be readable as a whole; a single
+    /// bad element fails only that task.
+    pub fn tasks(&self) -> Result<Vec<Result<Task, BadTask>>, PeerError> {
+        #[derive(Deserialize)]
+        struct List {
+            tasks: Vec<serde_json::Value>,
+        }
+        let list: List = self.get("/reconcile/v1/tasks")?;
+        Ok(list.tasks.into_iter().map(parse_task).collect())
+    }
+
+    /// The task of one Plane issue, any stage.
+    pub fn task_by_issue(&self, issue_id: &str) -> Result<Option<Task>, PeerError> {
+        #[derive(Deserialize)]
+        struct List {
+            tasks: Vec<Task>,
+        }
+        let path = format!("/reconcile/v1/tasks?plane_issue_id={}", encode(issue_id));
+        let list: List = self.get(&path)?;
+        Ok(list.tasks.into_iter().next())
+    }
+
+    /// Read-only evaluation of the stage's gate (dry-run).
+    pub fn gate(&self, task_id: i64) -> Result<GateReport, PeerError> {
+        self.get(&format!("/reconcile/v1/tasks/{task_id}/gate"))
+    }
+
+    /// Advance if the gate passes, under the orchestrator's own claim.
+    pub fn advance(&self, task_id: i64, expected_stage: &str) -> Result<Advance, PeerError> {
+        let url = format!("{}/reconcile/v1/tasks/{task_id}/advance", self.base);
+        let body = serde_json::to_vec(&serde_json::json!({ "expected_stage": expected_stage }))
+            .unwrap_or_default();
+        let headers = [("Authorization", self.auth.as_str()), ("Accept", "application/json")];
+        let resp = self.http.send("POST", &url, &headers, Some(&body))?;
+        match resp.status {
+            200..=299 => {
+                let b: AdvanceBody = self.http.decode("POST", &url, &resp.body)?;
+                let detail = b.detail.unwrap_or_default();
+                if b.advanced {
+                    let stage_after = b.stage_after.unwrap_or_default();
+                    Ok(Advance::Advanced { stage_after, detail })
+                } else {
+                    Ok(Advance::GateRed { detail })
+                }
+            }
+            409 => {
+                let detail = serde_json::from_slice::<AdvanceBody>(&resp.body)
+                    .ok()
+                    .and_then(|b| b.detail)
+                    .unwrap_or_else(|| "conflict".into());
+                Ok(Advance::Refused { detail })
+            }
+            _ => Err(self.http.status_error("POST", &url, &resp)),
+        }
+    }
+
+    /// Re-delivers a Plane webhook; Ok only on a 2xx (the handler ran).
+    pub fn replay(&self, body: &[u8]) -> Result<(), PeerError> {
+        let url = format!("{}{}", self.base, self.webhook_path);
+        let delivery = uuid::Uuid::new_v4().to_string();
+        let signature = self.webhook_secret.as_ref().map(|s| sign(s.expose().as_bytes(), body));
+        let mut headers = vec![
+            ("X-Plane-Event", "issue"),
+            ("X-Plane-Delivery", delivery.as_str()),
+            ("X-Reconcile-Replay", "1"),
+        ];
+        if let Some(sig) = &signature {
+            headers.push(("X-Plane-Signature", sig.as_str()));
+        }
+        let resp = self.webhook_http.send("POST", &url, &headers, Some(body))?;
+        if (200..300).contains(&resp.status) {
+            Ok(())
+        } else {
+            Err(self.webhook_http.status_error("POST", &url, &resp))
+        }
+    }
+}
+
+fn parse_task(v: serde_json::Value) -> Result<Task, BadTask> {
+    let id = v.get("id").and_then(|i| i.as_i64());
+    Task::deserialize(&v).map_err(|e| BadTask { id, error: format!("orchestrator task list: {e}") })
+}
+
+/// Lowercase hex HMAC-SHA256 of the exact body bytes (X-Plane-Signature).
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_matches_rfc4231_case_2() {
+        assert_eq!(
+            sign(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn task_missing_optionals_default_and_nulls_are_accepted() {
+        let t = parse_task(serde_json::json!({"id": 7, "stage": "testing", "active_job": null,
+            "depends_on": null, "extra": 1}))
+        .unwrap();
+        assert_eq!(t.id, 7);
+        assert!(!t.active_job);
+        assert_eq!(t.escalated, None);
+        assert!(t.depends_on.is_empty());
+    }
+
+    #[test]
+    fn a_wrong_typed_task_is_a_bad_unit_naming_its_id() {
+        let bad = parse_task(serde_json::json!({"id": 9, "stage": 5})).unwrap_err();
+        assert_eq!(bad.id, Some(9));
+        assert!(bad.error.contains("orchestrator"));
+    }
+
+    #[test]
+    fn encode_escapes_reserved_characters() {
+        assert_eq!(encode("a b&c"), "a%20b%26c");
+    }
+}

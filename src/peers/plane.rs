@@ -1,0 +1,256 @@
+//! Plane REST API v1, the subset used (DESIGN §4.3): states, issues
+//! (paginated), one issue, and the state PATCH. Keeps the rate-limit
+//! budget so the tool never spends the orchestrator's share.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::http::{Client, PeerError};
+use crate::states::PlaneState;
+
+/// Why a Plane call did not give an answer.
+#[derive(Debug, Clone)]
+pub enum PlaneFailure {
+    /// X-RateLimit-Remaining reached the reserve: stop calling for this tick.
+    Reserve,
+    /// Plane answered 429.
+    RateLimited(PeerError),
+    Failed(PeerError),
+}
+
+impl std::fmt::Display for PlaneFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlaneFailure::Reserve => f.write_str("plane: request budget at the reserve; not calling Plane again this tick"),
+            PlaneFailure::RateLimited(e) | PlaneFailure::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// An issue as listed: the raw object (a replay re-sends it) and the
+/// fields the passes read.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub id: String,
+    pub state: Option<String>,
+    pub updated_at: Option<String>,
+    pub raw: Value,
+}
+
+impl Issue {
+    pub fn from_value(raw: Value) -> Result<Issue, String> {
+        let id = match raw.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(other) => return Err(format!("issue id is not a string: {other}")),
+            None => return Err("issue without an id".into()),
+        };
+        let state = match raw.get("state") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        };
+        let updated_at = raw.get("updated_at").and_then(Value::as_str).map(str::to_string);
+        Ok(Issue { id, state, updated_at, raw })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    pub results: Vec<Value>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    #[serde(default)]
+    pub next_page_results: Option<bool>,
+}
+
+/// Walks a paginated listing: stops when Plane says there is no next page,
+/// when the cursor is missing, or when a cursor repeats (a broken server
+/// must not loop us forever).
+pub fn walk_pages<E>(mut fetch: impl FnMut(Option<&str>) -> Result<Page, E>) -> Result<Vec<Value>, E> {
+    let mut out = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = fetch(cursor.as_deref())?;
+        out.extend(page.results);
+        if page.next_page_results != Some(true) {
+            break;
+        }
+        match page.next_cursor {
+            Some(next) if !next.is_empty() && seen.insert(next.clone()) => cursor = Some(next),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+pub struct Plane {
+    http: Client,
+    base: String,
+    items_path: String,
+    per_page: u32,
+    key: String,
+    reserve: i64,
+    /// i64::MIN: not known yet.
+    remaining: AtomicI64,
+}
+
+impl Plane {
+    pub fn new(cfg: &crate::config::Plane, http: Client) -> Plane {
+        Plane {
+            http,
+            base: format!(
+                "{}/api/v1/workspaces/{}/projects",
+                cfg.url.trim_end_matches('/'),
+                cfg.workspace
+            ),
+            items_path: cfg.items_path.clone(),
+            per_page: cfg.per_page,
+            key: cfg.api_key.as_ref().map(|k| k.expose().to_string()).unwrap_or_default(),
+            reserve: i64::from(cfg.rate_reserve),
+            remaining: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.http
+    }
+
+    /// The last X-RateLimit-Remaining seen.
+    pub fn remaining(&self) -> Option<i64> {
+        Some(self.remaining.load(Ordering::Relaxed)).filter(|r| *r != i64::MIN)
+    }
+
+    fn call(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Value, PlaneFailure> {
+        if let Some(r) = self.remaining() {
+            if r <= self.reserve {
+                return Err(PlaneFailure::Reserve);
+            }
+        }
+        let headers = [("X-API-Key", self.key.as_str()), ("Accept", "application/json")];
+        let resp = self.http.send(method, url, &headers, body).map_err(PlaneFailure::Failed)?;
+        if let Some(r) = resp.rate_remaining {
+            self.remaining.store(r, Ordering::Relaxed);
+        }
+        match resp.status {
+            200..=299 => self.http.decode(method, url, &resp.body).map_err(PlaneFailure::Failed),
+            429 => Err(PlaneFailure::RateLimited(self.http.status_error(method, url, &resp))),
+            _ => Err(PlaneFailure::Failed(self.http.status_error(method, url, &resp))),
+        }
+    }
+
+    fn page(&self, url: &str) -> Result<Page, PlaneFailure> {
+        let v = self.call("GET", url, None)?;
+        serde_json::from_value(v).map_err(|e| {
+            PlaneFailure::Failed(PeerError {
+                peer: self.http.peer(),
+                endpoint: self.http.redact(&format!("GET {url}")),
+                kind: super::http::ErrorKind::Body(format!("unexpected page envelope ({e})")),
+            })
+        })
+    }
+
+    fn list(&self, first: &str) -> Result<Vec<Value>, PlaneFailure> {
+        walk_pages(|cursor| match cursor {
+            None => self.page(first),
+            Some(c) => self.page(&format!("{first}&cursor={}", super::orchestrator::encode(c))),
+        })
+    }
+
+    pub fn states(&self, project: &str) -> Result<Vec<PlaneState>, PlaneFailure> {
+        let url = format!("{}/{project}/states/?per_page={}", self.base, self.per_page);
+        let values = self.list(&url)?;
+        values
+            .into_iter()
+            .map(|v| {
+                serde_json::from_value::<PlaneState>(v).map_err(|e| {
+                    PlaneFailure::Failed(PeerError {
+                        peer: self.http.peer(),
+                        endpoint: self.http.redact(&format!("GET {url}")),
+                        kind: super::http::ErrorKind::Body(format!("unexpected state ({e})")),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Every issue of a project, `state` expanded.
+    pub fn issues(&self, project: &str) -> Result<Vec<Result<Issue, String>>, PlaneFailure> {
+        let url = format!(
+            "{}/{project}/{}/?per_page={}&expand=state",
+            self.base, self.items_path, self.per_page
+        );
+        Ok(self.list(&url)?.into_iter().map(Issue::from_value).collect())
+    }
+
+    pub fn issue(&self, project: &str, issue_id: &str) -> Result<Issue, PlaneFailure> {
+        let url = format!("{}/{project}/{}/{issue_id}/", self.base, self.items_path);
+        let v = self.call("GET", &url, None)?;
+        Issue::from_value(v).map_err(|e| {
+            PlaneFailure::Failed(PeerError {
+                peer: self.http.peer(),
+                endpoint: self.http.redact(&format!("GET {url}")),
+                kind: super::http::ErrorKind::Body(e),
+            })
+        })
+    }
+
+    pub fn set_state(&self, project: &str, issue_id: &str, state: &str) -> Result<(), PlaneFailure> {
+        let url = format!("{}/{project}/{}/{issue_id}/", self.base, self.items_path);
+        let body = serde_json::to_vec(&serde_json::json!({ "state": state })).unwrap_or_default();
+        self.call("PATCH", &url, Some(&body)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(items: &[i64], next: Option<&str>, more: bool) -> Page {
+        Page {
+            results: items.iter().map(|i| Value::from(*i)).collect(),
+            next_cursor: next.map(str::to_string),
+            next_page_results: Some(more),
+        }
+    }
+
+    #[test]
+    fn walk_follows_cursors_until_no_next_page() {
+        let mut calls = Vec::new();
+        let all = walk_pages::<()>(|c| {
+            calls.push(c.map(str::to_string));
+            Ok(match c {
+                None => page(&[1, 2], Some("2:1:0"), true),
+                Some("2:1:0") => page(&[3, 4], Some("2:2:0"), true),
+                _ => page(&[5], Some("2:3:0"), false),
+            })
+        })
+        .unwrap();
+        assert_eq!(all, vec![1, 2, 3, 4, 5].into_iter().map(Value::from).collect::<Vec<_>>());
+        assert_eq!(calls.len(), 3);
+    }
+
+    #[test]
+    fn walk_stops_on_a_repeated_cursor() {
+        let mut n = 0;
+        let all = walk_pages::<()>(|_| {
+            n += 1;
+            Ok(page(&[n], Some("same"), true))
+        })
+        .unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn issue_state_as_object_or_uuid() {
+        let a = Issue::from_value(serde_json::json!({"id": "i1", "state": {"id": "s1"}})).unwrap();
+        let b = Issue::from_value(serde_json::json!({"id": "i2", "state": "s2"})).unwrap();
+        assert_eq!(a.state.as_deref(), Some("s1"));
+        assert_eq!(b.state.as_deref(), Some("s2"));
+        assert!(Issue::from_value(serde_json::json!({"id": 5})).is_err());
+    }
+}
