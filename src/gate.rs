@@ -3,6 +3,8 @@
 //! The Plane facts are fetched lazily so that busy, young and escalated
 //! tasks never cost a Plane request (the seed's ordering).
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use crate::config::Reconcile;
@@ -24,9 +26,9 @@ pub enum Unresolved {
 }
 
 /// Row 7: the task's Plane issue, as far as it could be resolved.
-#[derive(Debug, Clone, Copy)]
-pub enum PlaneView<'a> {
-    Resolved { states: &'a StateMap, state: &'a str },
+#[derive(Debug, Clone)]
+pub enum PlaneView {
+    Resolved { states: Arc<StateMap>, state: String },
     Unresolved(Unresolved),
 }
 
@@ -82,7 +84,7 @@ pub fn local_guards(task: &Task, cfg: &Reconcile, project_enabled: bool, now: Of
 }
 
 /// Rows 8–10: what the Plane state says.
-pub fn plane_guards(view: PlaneView<'_>, cfg: &Reconcile) -> Verdict {
+pub fn plane_guards(view: &PlaneView, cfg: &Reconcile) -> Verdict {
     match view {
         PlaneView::Resolved { states, state } => {
             if states.is_terminal(state) {
@@ -111,19 +113,19 @@ pub fn action_cap(actions: u64, cfg: &Reconcile) -> Verdict {
 }
 
 /// Rows 0–12 in order; `resolve` is called only when the local guards pass.
-pub fn decide<'a>(
+pub fn decide(
     task: &Task,
     cfg: &Reconcile,
     project_enabled: bool,
     now: OffsetDateTime,
     actions: u64,
-    resolve: impl FnOnce() -> PlaneView<'a>,
+    resolve: impl FnOnce() -> PlaneView,
 ) -> Verdict {
     match local_guards(task, cfg, project_enabled, now) {
         Verdict::Proceed => {}
         v => return v,
     }
-    match plane_guards(resolve(), cfg) {
+    match plane_guards(&resolve(), cfg) {
         Verdict::Proceed => {}
         v => return v,
     }
@@ -156,7 +158,7 @@ mod tests {
         Reconcile::default()
     }
 
-    fn states(with_waits: bool) -> StateMap {
+    fn states(with_waits: bool) -> Arc<StateMap> {
         let mut s = vec![
             ("u-todo", "Todo", "unstarted"),
             ("u-prog", "In Progress", "started"),
@@ -183,16 +185,16 @@ mod tests {
                 sequence: Some(i as f64),
             })
             .collect();
-        StateMap::build(&s, &BTreeMap::new())
+        Arc::new(StateMap::build(&s, &BTreeMap::new()))
     }
 
     fn run(task: &Task, cfg: &Reconcile, state: &str, with_waits: bool) -> Verdict {
         let m = states(with_waits);
-        decide(task, cfg, true, NOW, 0, || PlaneView::Resolved { states: &m, state })
+        decide(task, cfg, true, NOW, 0, || PlaneView::Resolved { states: m, state: state.into() })
     }
 
     /// A resolver that must not be reached.
-    fn unreachable_resolver<'a>() -> PlaneView<'a> {
+    fn unreachable_resolver() -> PlaneView {
         panic!("Plane must not be consulted for a locally skipped task")
     }
 
@@ -337,7 +339,10 @@ mod tests {
         let mut c = cfg();
         c.max_actions = 2;
         let go = |actions, c: &Reconcile| {
-            decide(&stuck(), c, true, NOW, actions, || PlaneView::Resolved { states: &m, state: "u-prog" })
+            decide(&stuck(), c, true, NOW, actions, || PlaneView::Resolved {
+                states: m.clone(),
+                state: "u-prog".into(),
+            })
         };
         assert_eq!(go(1, &c), Verdict::Proceed);
         assert_eq!(go(2, &c), Verdict::Defer(Reason::ActionCap));

@@ -1,1 +1,17 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = reconcile::cli::Cli::parse();
+    reconcile::logging::init(cli.verbose, cli.quiet);
+    match reconcile::app::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line, with its context chain; never a secret (the layers
+            // below redact before they build an error).
+            eprintln!("reconcile: {err:#}");
+            ExitCode::from(reconcile::app::exit_code_for(&err))
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Dispatch of the subcommands, and the mapping of errors to exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, Command, Format};
+use crate::config::{self, Config, ConfigError};
+use crate::sidecar::{self, LockBusy, Sidecar, SidecarError};
+use crate::tick;
+
+pub const EX_UNAVAILABLE: u8 = 69;
+pub const EX_IOERR: u8 = 74;
+pub const EX_TEMPFAIL: u8 = 75;
+pub const EX_CONFIG: u8 = 78;
+
+/// The exit code of an error that stopped the tool before a report.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<ConfigError>() {
+            return EX_CONFIG;
+        }
+        if cause.is::<SidecarError>() {
+            return EX_IOERR;
+        }
+        if cause.is::<LockBusy>() {
+            return EX_TEMPFAIL;
+        }
+    }
+    1
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Gate => run_tick(&cli, tick::Command::Gate),
+        Command::Status => status(&cli),
+        Command::Demo => crate::demo::run(cli.output, cli.verbose > 0),
+    }
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config.clone().unwrap_or_else(config::default_path)
+}
+
+/// The configuration with the command-line overrides applied.
+pub fn load_config(cli: &Cli, read_secrets: bool) -> anyhow::Result<Config> {
+    let mut cfg = config::load(&config_path(cli), read_secrets)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    if let Some(state) = &cli.state {
+        cfg.state.path = state.clone();
+    }
+    if let Some(d) = cli.deadline {
+        cfg.reconcile.deadline_s = d;
+    }
+    Ok(cfg)
+}
+
+fn run_tick(cli: &Cli, command: tick::Command) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(cli, true)?;
+    let opts = tick::Options {
+        command,
+        dry_run: cli.dry_run,
+        wait_lock: Duration::from_secs(cli.wait_lock),
+    };
+    let report = tick::run(&cfg, &opts)?;
+    print_report(&report, cli.output, cli.verbose > 0, cli.quiet > 0);
+    Ok(ExitCode::from(report.exit_code))
+}
+
+pub fn print_report(report: &crate::report::Report, format: Format, verbose: bool, quiet: bool) {
+    match format {
+        Format::Json => println!("{}", report.json()),
+        Format::Text => print!("{}", report.text(verbose, quiet)),
+    }
+}
+
+/// The seed's status() snapshot, from the sidecar alone; the config (when
+/// there is one) only adds enabled / plane_enabled / interval.
+fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let path = config_path(cli);
+    let cfg = if path.exists() || cli.config.is_some() {
+        match load_config(cli, false) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::warn!("status without configuration: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let env_bool = |name: &str| std::env::var(name).ok().and_then(|v| config::parse_bool(&v));
+    let (enabled, plane_enabled, interval) = match &cfg {
+        Some(c) => (Some(c.reconcile.enabled), Some(c.reconcile.plane_enabled), c.reconcile.interval_s),
+        None => (
+            env_bool("ORCH_RECONCILE_ENABLED"),
+            env_bool("ORCH_RECONCILE_PLANE_ENABLED"),
+            std::env::var("ORCH_RECONCILE_INTERVAL_S").ok().and_then(|v| v.trim().parse().ok()),
+        ),
+    };
+    let state_path = match (&cli.state, &cfg) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => c.state.path.clone(),
+        (None, None) => default_state_path(),
+    };
+    let snapshot = match Sidecar::open_read_only(&state_path)? {
+        Some(s) => s.snapshot()?,
+        None => sidecar::Snapshot::default(),
+    };
+    let mut value = serde_json::to_value(&snapshot).context("serializing the status")?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("enabled".into(), serde_json::json!(enabled));
+        obj.insert("plane_enabled".into(), serde_json::json!(plane_enabled));
+        obj.insert("interval".into(), serde_json::json!(interval));
+        obj.insert("state_path".into(), serde_json::json!(state_path.display().to_string()));
+    }
+    match cli.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default()),
+        Format::Text => print!("{}", status_text(&value)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_text(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    if let Some(obj) = value.as_object() {
+        for (k, v) in obj {
+            let shown = match v {
+                serde_json::Value::Null => "-".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(m) if m.is_empty() => "-".to_string(),
+                serde_json::Value::Object(m) => m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => other.to_string(),
+            };
+            out.push_str(&format!("{k}: {shown}\n"));
+        }
+    }
+    out
+}
+
+fn default_state_path() -> PathBuf {
+    match std::env::var("STATE_DIRECTORY") {
+        Ok(dir) if !dir.is_empty() => {
+            Path::new(dir.split(':').next().unwrap_or(&dir)).join("state.sqlite")
+        }
+        _ => PathBuf::from("/var/lib/reconcile/state.sqlite"),
+    }
+}

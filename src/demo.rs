@@ -1,0 +1,141 @@
+//! `reconcile demo`: a real tick against the built-in simulated stack, with
+//! a temporary config and sidecar, so a fresh checkout shows what the tool
+//! does without any peer or configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::Format;
+use crate::sim::{Scenario, SimProject, SimTask, Simulator};
+use crate::tick;
+
+const HOUR: i64 = 3600;
+
+/// Stuck tasks of every kind the gate pass distinguishes.
+pub fn scenario() -> Scenario {
+    let mut project = SimProject::new("6f1c0000-0000-4000-8000-00000000a001", "ET", "acme/shop");
+    let mut task = |id: i64, stage: &str, state: &str| {
+        let issue = project.add_issue(id, state, 2 * HOUR);
+        SimTask::new(id, stage).repo("acme/shop").ago(2 * HOUR).issue(&issue)
+    };
+    let tasks = vec![
+        // Lost CI webhook: green gate, idle for two hours → advanced.
+        task(7, "testing", "In Progress").green(),
+        // Another one, a stage earlier.
+        task(8, "development", "In Progress").green(),
+        // Red gate: silence.
+        task(9, "review", "In Review"),
+        // A job is running: in flight.
+        task(10, "development", "In Progress").green().active(),
+        // Touched five minutes ago: young.
+        task(11, "testing", "In Progress").green().ago(300),
+        // Waiting for a human in Plane.
+        task(12, "testing", "Blocked").green(),
+        // Already done in Plane.
+        task(13, "review", "Done").green(),
+        // Analysis belongs to F-2.
+        task(14, "analysis", "To Analyse"),
+    ];
+    Scenario { tasks, projects: vec![project], ..Scenario::default() }
+}
+
+pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
+    let sim = Simulator::start(scenario()).context("starting the simulator")?;
+    let dir = TempDir::new()?;
+    let cfg = config(&sim, dir.path())?;
+    let opts = tick::Options { command: tick::Command::Gate, dry_run: false, wait_lock: Duration::ZERO };
+    let report = tick::run(&cfg, &opts)?;
+    crate::app::print_report(&report, format, verbose, false);
+    if format == Format::Text {
+        let messages = sim.telegram_messages();
+        println!();
+        println!("Telegram received {} message(s):", messages.len());
+        for m in messages {
+            println!("  {m}");
+        }
+    }
+    Ok(ExitCode::from(report.exit_code))
+}
+
+fn config(sim: &Simulator, dir: &Path) -> anyhow::Result<crate::config::Config> {
+    let s = sim.scenario();
+    let write = |name: &str, value: &str| -> anyhow::Result<PathBuf> {
+        let p = dir.join(name);
+        std::fs::write(&p, value).with_context(|| format!("writing {}", p.display()))?;
+        set_private(&p);
+        Ok(p)
+    };
+    let orch = write("orchestrator.token", &s.orchestrator_token)?;
+    let plane = write("plane.key", &s.plane_api_key)?;
+    let bot = write("telegram.token", &s.telegram_bot_token)?;
+    let toml = format!(
+        r#"[state]
+path = "{state}"
+
+[orchestrator]
+url = "{orch_url}"
+token_file = "{orch}"
+
+[plane]
+url = "{plane_url}"
+workspace = "{ws}"
+api_key_file = "{plane}"
+
+[telegram]
+bot_token_file = "{bot}"
+chat_id = "-1001234567890"
+api_url = "{tg_url}"
+link_template = "https://plane.example.com/acme/browse/{{work_item_id}}/"
+
+[[projects]]
+repo = "acme/shop"
+plane_project_id = "{pid}"
+"#,
+        state = dir.join("state.sqlite").display(),
+        orch_url = sim.orchestrator_url(),
+        orch = orch.display(),
+        plane_url = sim.plane_url(),
+        ws = s.plane_workspace,
+        plane = plane.display(),
+        bot = bot.display(),
+        tg_url = sim.telegram_url(),
+        pid = s.projects[0].id,
+    );
+    let path = write("reconcile.toml", &toml)?;
+    // The operator's environment must not steer the demo.
+    Ok(crate::config::load_with_env(&path, true, &|_| None)?)
+}
+
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+/// A private temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("reconcile-demo-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
+        set_private(&p);
+        Ok(TempDir(p))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,585 @@
+//! One tick: lock, the requested passes, delivery, the sidecar record and
+//! the report. The decisions live in `gate` (and `plane_pass`); this module
+//! is the imperative shell that fetches facts and carries out verdicts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::gate::{self, PlaneView, Unresolved};
+use crate::notify;
+use crate::outcome::{Outcome, Reason, Verdict};
+use crate::peers::http::{Client, Peer};
+use crate::peers::orchestrator::{Advance, Orchestrator, Task};
+use crate::peers::plane::{Plane, PlaneFailure};
+use crate::peers::telegram::Telegram;
+use crate::report::{GatePass, GateUnit, Notification, Notifications, PlanePass, Report, Requests};
+use crate::sidecar::{self, Sidecar, TickLock};
+use crate::states::{StateMap, merge_state_names};
+use crate::timestamp;
+
+/// Telegram has no timeout key; its API answers fast or not at all.
+const TELEGRAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Gate,
+    Plane,
+    All,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Gate => "gate",
+            Command::Plane => "plane",
+            Command::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub command: Command,
+    pub dry_run: bool,
+    pub wait_lock: Duration,
+}
+
+/// The sidecar as this tick may use it.
+enum Store {
+    Live(Sidecar),
+    /// Dry-run: read-only, or nothing when there is no sidecar yet.
+    ReadOnly(Option<Sidecar>),
+}
+
+impl Store {
+    fn reader(&self) -> Option<&Sidecar> {
+        match self {
+            Store::Live(s) => Some(s),
+            Store::ReadOnly(s) => s.as_ref(),
+        }
+    }
+}
+
+/// A Plane-side resolution that failed, remembered for the tick.
+#[derive(Debug, Clone)]
+struct Blind {
+    cause: Unresolved,
+    message: String,
+}
+
+struct Tick<'a> {
+    cfg: &'a Config,
+    opts: &'a Options,
+    now: OffsetDateTime,
+    deadline: Instant,
+    store: Store,
+    orchestrator: Orchestrator,
+    plane: Plane,
+    telegram: Option<Telegram>,
+    telegram_client: Client,
+    /// Advances (and would-advances) so far, for the action cap.
+    actions: u64,
+    deduped: u64,
+    /// Dry-run: announcements this tick would have recorded.
+    dry_dedup: HashMap<String, (String, Option<String>)>,
+    states: HashMap<String, Result<Arc<StateMap>, Blind>>,
+    cut_by_deadline: bool,
+}
+
+/// Runs one tick. Errors are the ones that stop a tick before it reports:
+/// the sidecar (74) and the lock (75).
+pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let now = OffsetDateTime::now_utc();
+    let deadline = started + Duration::from_secs(cfg.reconcile.deadline_s);
+    let path = &cfg.state.path;
+
+    let (_lock, store) = if opts.dry_run {
+        (None, Store::ReadOnly(Sidecar::open_read_only(path)?))
+    } else {
+        let lock = TickLock::acquire(path, opts.wait_lock)?;
+        (Some(lock), Store::Live(Sidecar::open(path)?))
+    };
+
+    let orch_secrets = secrets(cfg);
+    let orchestrator = Orchestrator::new(
+        &cfg.orchestrator,
+        Client::new(Peer::Orchestrator, cfg.orchestrator.timeout, orch_secrets.clone()),
+    );
+    let plane = Plane::new(&cfg.plane, Client::new(Peer::Plane, cfg.plane.timeout, orch_secrets.clone()));
+    let telegram_client = Client::new(Peer::Telegram, TELEGRAM_TIMEOUT, orch_secrets);
+    let telegram = cfg.telegram.as_ref().map(|t| Telegram::new(t, telegram_client.clone()));
+
+    let mut tick = Tick {
+        cfg,
+        opts,
+        now,
+        deadline,
+        store,
+        orchestrator,
+        plane,
+        telegram,
+        telegram_client,
+        actions: 0,
+        deduped: 0,
+        dry_dedup: HashMap::new(),
+        states: HashMap::new(),
+        cut_by_deadline: false,
+    };
+
+    let mut report = Report {
+        command: opts.command.as_str(),
+        dry_run: opts.dry_run,
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: timestamp::format(now),
+        finished_at: String::new(),
+        exit_code: 0,
+        gate: GatePass { reason: Some("not_requested"), ..GatePass::default() },
+        plane: PlanePass { reason: Some("not_requested"), ..PlanePass::default() },
+        cycles: Vec::new(),
+        notifications: Notifications::default(),
+        requests: Requests::default(),
+        counters: sidecar::Snapshot::default(),
+        delivered: Vec::new(),
+    };
+
+    if matches!(opts.command, Command::Gate | Command::All) {
+        report.gate = tick.gate_pass()?;
+    }
+    if matches!(opts.command, Command::Plane | Command::All) {
+        report.plane = PlanePass {
+            ran: false,
+            reason: Some("not_implemented"),
+            ..PlanePass::default()
+        };
+    }
+
+    // Delivery: not in dry-run, not under the kill switch, not past the deadline.
+    let mut delivery_ran = false;
+    if !opts.dry_run && cfg.reconcile.enabled && !tick.cut_by_deadline {
+        if let (Store::Live(store), Some(tg), Some(tcfg)) = (&mut tick.store, &tick.telegram, &cfg.telegram) {
+            let d = notify::deliver(store, tg, tcfg.digest_over, now)?;
+            delivery_ran = true;
+            apply_delivery(&mut report, &d);
+        }
+    }
+    report.notifications.deduped = tick.deduped;
+    if let Some(s) = tick.store.reader() {
+        report.notifications.queued = s.pending_count()?;
+    }
+
+    report.requests = Requests {
+        orchestrator: tick.orchestrator.client().requests(),
+        plane: tick.plane.client().requests(),
+        telegram: tick.telegram_client.requests(),
+    };
+
+    // Exit code, first match wins: 69, 75, 1, 0 (78 and 74 never get here).
+    let unit_failed = report.gate.units.iter().any(|u| u.failed) || report.plane.units.iter().any(|u| u.failed);
+    let project_failed = report.plane.projects.iter().any(|p| p.error.is_some());
+    let undelivered = delivery_ran && (report.notifications.queued > 0 || report.notifications.dropped > 0);
+    report.exit_code = if report.gate.error.is_some() || report.plane.error.is_some() {
+        69
+    } else if tick.cut_by_deadline {
+        75
+    } else if unit_failed || project_failed || undelivered {
+        1
+    } else {
+        0
+    };
+
+    let finished = OffsetDateTime::now_utc();
+    report.finished_at = timestamp::format(finished);
+    match &mut tick.store {
+        Store::Live(store) => {
+            let rec = tick_record(&report, started.elapsed(), tick.deduped);
+            store.finish_tick(&rec, finished)?;
+            report.counters = store.snapshot()?;
+        }
+        Store::ReadOnly(Some(store)) => report.counters = store.snapshot()?,
+        Store::ReadOnly(None) => {}
+    }
+    Ok(report)
+}
+
+fn secrets(cfg: &Config) -> Vec<String> {
+    [
+        cfg.orchestrator.token.as_ref(),
+        cfg.orchestrator.webhook_secret.as_ref(),
+        cfg.plane.api_key.as_ref(),
+        cfg.telegram.as_ref().and_then(|t| t.bot_token.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|s| s.expose().to_string())
+    .collect()
+}
+
+fn apply_delivery(report: &mut Report, d: &notify::Delivery) {
+    let status = |id: i64| {
+        if d.sent.contains(&id) {
+            Some(Notification::Sent)
+        } else if d.digested.contains(&id) {
+            Some(Notification::Digest)
+        } else if d.dropped.contains(&id) {
+            Some(Notification::Dropped)
+        } else {
+            None
+        }
+    };
+    for u in &mut report.gate.units {
+        if let Some(n) = u.outbox_id.and_then(status) {
+            u.notification = Some(n);
+        }
+    }
+    for u in &mut report.plane.units {
+        if let Some(n) = u.outbox_id.and_then(status) {
+            u.notification = Some(n);
+        }
+    }
+    report.notifications.sent = (d.sent.len() + d.digested.len()) as u64;
+    report.notifications.dropped = d.dropped.len() as u64;
+    report.delivered = d.messages.clone();
+}
+
+fn tick_record(report: &Report, elapsed: Duration, deduped: u64) -> sidecar::TickRecord {
+    let units = report
+        .gate
+        .units
+        .iter()
+        .map(|u| (u.outcome, u.reason, u.failed))
+        .chain(report.plane.units.iter().map(|u| (u.outcome, u.reason, u.failed)));
+    let mut skips: BTreeMap<String, i64> = BTreeMap::new();
+    let mut errors = 0;
+    let mut skipped_terminal = 0;
+    for (outcome, reason, failed) in units {
+        if failed {
+            errors += 1;
+        }
+        if let (Outcome::Skipped, Some(r)) = (outcome, reason) {
+            *skips.entry(r.to_string()).or_insert(0) += 1;
+            if r.is_terminal() {
+                skipped_terminal += 1;
+            }
+        }
+    }
+    errors += report.plane.projects.iter().filter(|p| p.error.is_some()).count() as i64;
+    sidecar::TickRecord {
+        started_at: report.started_at.clone(),
+        command: report.command.to_string(),
+        duration_ms: elapsed.as_millis() as i64,
+        counts: report.counts(),
+        exit_code: i64::from(report.exit_code),
+        errors,
+        skipped_terminal,
+        deduped: deduped as i64,
+        skips,
+    }
+}
+
+/// What a new unblock is, before de-dup.
+struct Unblock<'t> {
+    pass: &'static str,
+    key: String,
+    task_id: Option<i64>,
+    issue_id: Option<String>,
+    work_item_id: Option<&'t str>,
+    stage: &'t str,
+    state_uuid: Option<String>,
+}
+
+impl Tick<'_> {
+    fn past_deadline(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// F-1 over the orchestrator's task list.
+    fn gate_pass(&mut self) -> anyhow::Result<GatePass> {
+        let mut pass = GatePass { ran: true, ..GatePass::default() };
+        if !self.cfg.reconcile.enabled {
+            pass.ran = false;
+            pass.reason = Some("disabled");
+            return Ok(pass);
+        }
+        let list = match self.orchestrator.tasks() {
+            Ok(list) => list,
+            Err(e) => {
+                log::error!("F-1 cannot start: {e}");
+                pass.ran = false;
+                pass.reason = Some("unavailable");
+                pass.error = Some(e.to_string());
+                return Ok(pass);
+            }
+        };
+        for item in list {
+            if !self.cut_by_deadline && self.past_deadline() {
+                log::warn!("deadline reached; the remaining tasks are deferred");
+                self.cut_by_deadline = true;
+            }
+            let unit = match item {
+                Err(bad) => GateUnit {
+                    task_id: bad.id,
+                    work_item_id: None,
+                    stage: None,
+                    outcome: Outcome::Error,
+                    reason: None,
+                    detail: Some(bad.error),
+                    stage_after: None,
+                    notification: None,
+                    failed: true,
+                    outbox_id: None,
+                },
+                Ok(task) if self.cut_by_deadline => {
+                    let mut u = unit_for(&task, Outcome::Deferred);
+                    u.reason = Some(Reason::Deadline);
+                    u
+                }
+                Ok(task) => self.gate_task(&task)?,
+            };
+            if unit.failed {
+                log::error!(
+                    "F-1: task {} failed: {}",
+                    unit.task_id.map(|i| i.to_string()).unwrap_or_else(|| "?".into()),
+                    unit.detail.as_deref().unwrap_or("")
+                );
+            }
+            pass.units.push(unit);
+        }
+        Ok(pass)
+    }
+
+    fn gate_task(&mut self, task: &Task) -> anyhow::Result<GateUnit> {
+        let config = self.cfg;
+        let cfg = &config.reconcile;
+        let project = config.project_by_repo(&task.repo);
+        let project_enabled = project.is_none_or(|p| p.enabled);
+        let mut resolved: Option<PlaneView> = None;
+        let mut blind_message: Option<String> = None;
+        let verdict = gate::decide(task, cfg, project_enabled, self.now, self.actions, || {
+            let (view, message) = self.resolve_plane(task);
+            blind_message = message;
+            resolved = Some(view.clone());
+            view
+        });
+        let state_uuid = match &resolved {
+            Some(PlaneView::Resolved { state, .. }) => Some(state.clone()),
+            _ => None,
+        };
+        match verdict {
+            Verdict::Skip(reason) => {
+                let mut u = unit_for(task, Outcome::Skipped);
+                u.reason = Some(reason);
+                if reason == Reason::PlaneUnresolved {
+                    let read_failed = matches!(resolved, Some(PlaneView::Unresolved(Unresolved::ReadFailed)));
+                    u.failed = read_failed;
+                    u.detail = blind_message;
+                }
+                Ok(u)
+            }
+            Verdict::Defer(reason) => {
+                let mut u = unit_for(task, Outcome::Deferred);
+                u.reason = Some(reason);
+                u.detail = blind_message;
+                Ok(u)
+            }
+            Verdict::Proceed if self.opts.dry_run => self.evaluate_gate(task, state_uuid),
+            Verdict::Proceed => self.advance(task, state_uuid),
+        }
+    }
+
+    /// Dry-run: the read-only gate evaluation instead of the advance.
+    fn evaluate_gate(&mut self, task: &Task, state_uuid: Option<String>) -> anyhow::Result<GateUnit> {
+        match self.orchestrator.gate(task.id) {
+            Ok(g) if g.passed => {
+                self.actions += 1;
+                let mut u = unit_for(task, Outcome::WouldAdvance);
+                u.detail = g.detail;
+                u.notification = Some(self.note_unblock(&mut None, gate_unblock(task, state_uuid))?);
+                Ok(u)
+            }
+            Ok(g) => {
+                let mut u = unit_for(task, Outcome::GateRed);
+                u.detail = g.detail;
+                Ok(u)
+            }
+            Err(e) => Ok(error_unit(task, e.to_string())),
+        }
+    }
+
+    fn advance(&mut self, task: &Task, state_uuid: Option<String>) -> anyhow::Result<GateUnit> {
+        match self.orchestrator.advance(task.id, &task.stage) {
+            Ok(Advance::Advanced { stage_after, detail }) => {
+                self.actions += 1;
+                log::info!("F-1: task {} advanced {} → {stage_after}", task.id, task.stage);
+                let mut u = unit_for(task, Outcome::Advanced);
+                u.stage_after = Some(stage_after);
+                u.detail = Some(detail).filter(|d| !d.is_empty());
+                let mut outbox = None;
+                u.notification = Some(self.note_unblock(&mut outbox, gate_unblock(task, state_uuid))?);
+                u.outbox_id = outbox;
+                Ok(u)
+            }
+            Ok(Advance::GateRed { detail }) => {
+                let mut u = unit_for(task, Outcome::GateRed);
+                u.detail = Some(detail).filter(|d| !d.is_empty());
+                Ok(u)
+            }
+            Ok(Advance::Refused { detail }) => {
+                let mut u = unit_for(task, Outcome::NotAdvanced);
+                u.detail = Some(detail);
+                Ok(u)
+            }
+            Err(e) => Ok(error_unit(task, e.to_string())),
+        }
+    }
+
+    /// Row 7: the task's project, its states and its issue's state. Never
+    /// fails: what cannot be resolved says why.
+    fn resolve_plane(&mut self, task: &Task) -> (PlaneView, Option<String>) {
+        let config = self.cfg;
+        let Some(project) = config.project_by_repo(&task.repo) else {
+            let m = format!("repo {:?} is not in [[projects]]", task.repo);
+            return (PlaneView::Unresolved(Unresolved::NotAsked), Some(m));
+        };
+        let Some(issue_id) = task.issue_id() else {
+            return (PlaneView::Unresolved(Unresolved::NotAsked), Some("task has no plane_issue_id".into()));
+        };
+        let states = match self.project_states(project) {
+            Ok(s) => s,
+            Err(b) => return (PlaneView::Unresolved(b.cause), Some(b.message)),
+        };
+        match self.plane.issue(&project.plane_project_id, issue_id) {
+            Ok(issue) => match issue.state {
+                Some(state) => (PlaneView::Resolved { states, state }, None),
+                None => (
+                    PlaneView::Unresolved(Unresolved::ReadFailed),
+                    Some(format!("plane issue {issue_id} has no state")),
+                ),
+            },
+            Err(f) => {
+                let b = blind(f);
+                (PlaneView::Unresolved(b.cause), Some(b.message))
+            }
+        }
+    }
+
+    /// A project's states, fetched once per tick.
+    fn project_states(&mut self, project: &crate::config::Project) -> Result<Arc<StateMap>, Blind> {
+        if let Some(cached) = self.states.get(&project.plane_project_id) {
+            return cached.clone();
+        }
+        let result = match self.plane.states(&project.plane_project_id) {
+            Ok(states) => {
+                let names = merge_state_names(&self.cfg.plane.state_names, &project.state_names);
+                let map = StateMap::build(&states, &names);
+                for w in &map.warnings {
+                    log::warn!("project {}: {w}", project.repo);
+                }
+                Ok(Arc::new(map))
+            }
+            Err(f) => Err(blind(f)),
+        };
+        self.states.insert(project.plane_project_id.clone(), result.clone());
+        result
+    }
+
+    /// DESIGN §6.2: announce an unblock once per (key, stage, state).
+    /// Live: one transaction records it and queues the message.
+    fn note_unblock(&mut self, outbox: &mut Option<i64>, u: Unblock<'_>) -> anyhow::Result<Notification> {
+        let last = match self.dry_dedup.get(&u.key) {
+            Some(v) => Some(v.clone()),
+            None => match self.store.reader() {
+                Some(s) => s.last_announced(&u.key)?,
+                None => None,
+            },
+        };
+        if sidecar::is_duplicate(last.as_ref(), u.stage, u.state_uuid.as_deref()) {
+            self.deduped += 1;
+            return Ok(Notification::Deduped);
+        }
+        let queue = self.cfg.reconcile.notify_unblock && self.cfg.telegram.is_some();
+        let tcfg = self.cfg.telegram.as_ref();
+        let link = notify::link(tcfg.and_then(|t| t.link_template.as_deref()), u.work_item_id, &u.key);
+        let template = tcfg
+            .map(|t| t.unblock_template.as_str())
+            .unwrap_or("🔧 reconciler: {link} {stage} разблокирована (потерян webhook)");
+        let text = notify::unblock_text(template, &link, u.stage);
+        log::info!("{}: {} {} unblocked (lost webhook)", u.pass, u.key, u.stage);
+        match &mut self.store {
+            Store::Live(store) => {
+                let rec = store
+                    .record_unblock(
+                        &sidecar::Unblock {
+                            key: u.key.clone(),
+                            pass: u.pass.to_string(),
+                            task_id: u.task_id,
+                            issue_id: u.issue_id.clone(),
+                            work_item_id: u.work_item_id.map(str::to_string),
+                            stage: u.stage.to_string(),
+                            state_uuid: u.state_uuid.clone(),
+                            digest_line: text.clone(),
+                            text,
+                            queue,
+                        },
+                        self.now,
+                    )
+                    .context("recording an unblock")?;
+                *outbox = rec.outbox_id;
+            }
+            Store::ReadOnly(_) => {
+                self.dry_dedup.insert(u.key.clone(), (u.stage.to_string(), u.state_uuid.clone()));
+            }
+        }
+        Ok(if queue { Notification::Queued } else { Notification::Off })
+    }
+}
+
+/// F-1's de-dup key: the work item id, else the task id.
+fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
+    Unblock {
+        pass: "gate",
+        key: task.work_item().map(str::to_string).unwrap_or_else(|| task.id.to_string()),
+        task_id: Some(task.id),
+        issue_id: task.issue_id().map(str::to_string),
+        work_item_id: task.work_item(),
+        stage: &task.stage,
+        state_uuid,
+    }
+}
+
+fn blind(f: PlaneFailure) -> Blind {
+    let message = f.to_string();
+    let cause = match f {
+        PlaneFailure::Reserve => Unresolved::Reserve,
+        PlaneFailure::RateLimited(_) => Unresolved::RateLimited,
+        PlaneFailure::Failed(_) => Unresolved::ReadFailed,
+    };
+    Blind { cause, message }
+}
+
+fn unit_for(task: &Task, outcome: Outcome) -> GateUnit {
+    GateUnit {
+        task_id: Some(task.id),
+        work_item_id: task.work_item().map(str::to_string),
+        stage: Some(task.stage.clone()),
+        outcome,
+        reason: None,
+        detail: None,
+        stage_after: None,
+        notification: None,
+        failed: false,
+        outbox_id: None,
+    }
+}
+
+fn error_unit(task: &Task, detail: String) -> GateUnit {
+    let mut u = unit_for(task, Outcome::Error);
+    u.detail = Some(detail);
+    u.failed = true;
+    u
+}
