@@ -96,6 +96,26 @@ pub enum Fault {
     WrongType,
 }
 
+impl Fault {
+    /// A plain status fault with the peer's default error body.
+    pub fn status(code: u16) -> Fault {
+        Fault::Status {
+            code,
+            body: None,
+            retry_after: None,
+        }
+    }
+
+    /// A status fault carrying `Retry-After: secs` (and Telegram's `retry_after`).
+    pub fn status_retry(code: u16, secs: u64) -> Fault {
+        Fault::Status {
+            code,
+            body: None,
+            retry_after: Some(secs),
+        }
+    }
+}
+
 fn default_html_code() -> u16 {
     502
 }
@@ -480,6 +500,11 @@ impl Scenario {
             .find(|i| i.id == issue_id)
     }
 
+    /// The Plane project id used by [`Scenario::demo`].
+    pub fn demo_project_id() -> String {
+        sim_uuid(&["project", "ET"])
+    }
+
     /// A small world of stuck and healthy tasks for `reconcile demo`:
     /// project `ET` (repo acme/shop, id from `sim_uuid(["project","ET"])`) with
     /// task 1 stuck in testing (green gate), 2 red gate, 3 young, 4 busy,
@@ -487,7 +512,7 @@ impl Scenario {
     /// (a lost start), ET-11 Approved with task 11 still in analysis (a lost
     /// verdict), ET-12 Blocked with task 12 (green, but a human waits).
     pub fn demo() -> Scenario {
-        let pid = sim_uuid(&["project", "ET"]);
+        let pid = Scenario::demo_project_id();
         let mut p = SimProject::new(&pid, "ET", "acme/shop");
         let mut tasks = Vec::new();
         for seq in 1..=6 {

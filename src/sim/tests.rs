@@ -633,16 +633,7 @@ fn status_faults_use_each_peers_envelope_then_recover() {
 #[test]
 fn always_fault_persists_until_cleared() {
     let sim = faulted(Route::OrchTasks, &[]);
-    sim.update(|w| {
-        w.set_always_fault(
-            Route::OrchTasks,
-            Some(Fault::Status {
-                code: 502,
-                body: None,
-                retry_after: None,
-            }),
-        )
-    });
+    sim.update(|w| w.set_always_fault(Route::OrchTasks, Some(Fault::status(502))));
     let url = format!("{}/reconcile/v1/tasks", sim.orchestrator_url());
     for _ in 0..3 {
         assert_eq!(get(&url, &[ORCH]).unwrap().status, 502);
