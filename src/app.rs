@@ -93,7 +93,7 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let env_bool = |name: &str| std::env::var(name).ok().and_then(|v| config::parse_bool(&v));
+    let env_bool = |name: &str| std::env::var(name).ok().and_then(|v| config::parse_env_bool(&v));
     let (enabled, plane_enabled, interval) = match &cfg {
         Some(c) => (Some(c.reconcile.enabled), Some(c.reconcile.plane_enabled), c.reconcile.interval_s),
         None => (

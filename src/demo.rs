@@ -9,41 +9,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::cli::Format;
-use crate::sim::{Scenario, SimProject, SimTask, Simulator};
+use crate::sim::{Scenario, Simulator};
 use crate::tick;
 
-const HOUR: i64 = 3600;
-
-/// Stuck tasks of every kind the gate pass distinguishes.
-pub fn scenario() -> Scenario {
-    let mut project = SimProject::new("6f1c0000-0000-4000-8000-00000000a001", "ET", "acme/shop");
-    let mut task = |id: i64, stage: &str, state: &str| {
-        let issue = project.add_issue(id, state, 2 * HOUR);
-        SimTask::new(id, stage).repo("acme/shop").ago(2 * HOUR).issue(&issue)
-    };
-    let tasks = vec![
-        // Lost CI webhook: green gate, idle for two hours → advanced.
-        task(7, "testing", "In Progress").green(),
-        // Another one, a stage earlier.
-        task(8, "development", "In Progress").green(),
-        // Red gate: silence.
-        task(9, "review", "In Review"),
-        // A job is running: in flight.
-        task(10, "development", "In Progress").green().active(),
-        // Touched five minutes ago: young.
-        task(11, "testing", "In Progress").green().ago(300),
-        // Waiting for a human in Plane.
-        task(12, "testing", "Blocked").green(),
-        // Already done in Plane.
-        task(13, "review", "Done").green(),
-        // Analysis belongs to F-2.
-        task(14, "analysis", "To Analyse"),
-    ];
-    Scenario { tasks, projects: vec![project], ..Scenario::default() }
-}
-
 pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
-    let sim = Simulator::start(scenario()).context("starting the simulator")?;
+    let sim = Simulator::start(Scenario::demo()).context("starting the simulator")?;
     let dir = TempDir::new()?;
     let cfg = config(&sim, dir.path())?;
     let opts = tick::Options { command: tick::Command::Gate, dry_run: false, wait_lock: Duration::ZERO };

@@ -104,7 +104,7 @@ pub fn deliver(
             }
         }
     }
-    out.pending = store.pending_count()?;
+    out.pending = store.pending_count()?.max(0) as u64;
     Ok(out)
 }
 

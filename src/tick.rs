@@ -2,7 +2,7 @@
 //! the report. The decisions live in `gate` (and `plane_pass`); this module
 //! is the imperative shell that fetches facts and carries out verdicts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,8 @@ struct Tick<'a> {
     telegram_client: Client,
     /// Advances (and would-advances) so far, for the action cap.
     actions: u64,
-    deduped: u64,
+    /// Keys of the unblocks suppressed as duplicates this tick.
+    deduped_keys: Vec<String>,
     /// Dry-run: announcements this tick would have recorded.
     dry_dedup: HashMap<String, (String, Option<String>)>,
     states: HashMap<String, Result<Arc<StateMap>, Blind>>,
@@ -102,7 +103,7 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     let (_lock, store) = if opts.dry_run {
         (None, Store::ReadOnly(Sidecar::open_read_only(path)?))
     } else {
-        let lock = TickLock::acquire(path, opts.wait_lock)?;
+        let lock = TickLock::acquire(path, opts.wait_lock).map_err(sidecar::LockError::into_anyhow)?;
         (Some(lock), Store::Live(Sidecar::open(path)?))
     };
 
@@ -126,7 +127,7 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         telegram,
         telegram_client,
         actions: 0,
-        deduped: 0,
+        deduped_keys: Vec::new(),
         dry_dedup: HashMap::new(),
         states: HashMap::new(),
         cut_by_deadline: false,
@@ -168,9 +169,9 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
             apply_delivery(&mut report, &d);
         }
     }
-    report.notifications.deduped = tick.deduped;
+    report.notifications.deduped = tick.deduped_keys.len() as u64;
     if let Some(s) = tick.store.reader() {
-        report.notifications.queued = s.pending_count()?;
+        report.notifications.queued = s.pending_count()?.max(0) as u64;
     }
 
     report.requests = Requests {
@@ -197,7 +198,7 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     report.finished_at = timestamp::format(finished);
     match &mut tick.store {
         Store::Live(store) => {
-            let rec = tick_record(&report, started.elapsed(), tick.deduped);
+            let rec = tick_record(&report, now, started.elapsed(), std::mem::take(&mut tick.deduped_keys));
             store.finish_tick(&rec, finished)?;
             report.counters = store.snapshot()?;
         }
@@ -247,44 +248,44 @@ fn apply_delivery(report: &mut Report, d: &notify::Delivery) {
     report.delivered = d.messages.clone();
 }
 
-fn tick_record(report: &Report, elapsed: Duration, deduped: u64) -> sidecar::TickRecord {
+fn tick_record(
+    report: &Report,
+    started_at: OffsetDateTime,
+    elapsed: Duration,
+    deduped_keys: Vec<String>,
+) -> sidecar::TickRecord {
     let units = report
         .gate
         .units
         .iter()
         .map(|u| (u.outcome, u.reason, u.failed))
         .chain(report.plane.units.iter().map(|u| (u.outcome, u.reason, u.failed)));
-    let mut skips: BTreeMap<String, i64> = BTreeMap::new();
     let mut errors = 0;
     let mut skipped_terminal = 0;
     for (outcome, reason, failed) in units {
         if failed {
             errors += 1;
         }
-        if let (Outcome::Skipped, Some(r)) = (outcome, reason) {
-            *skips.entry(r.to_string()).or_insert(0) += 1;
-            if r.is_terminal() {
-                skipped_terminal += 1;
-            }
+        if outcome == Outcome::Skipped && reason.is_some_and(Reason::is_terminal) {
+            skipped_terminal += 1;
         }
     }
     errors += report.plane.projects.iter().filter(|p| p.error.is_some()).count() as i64;
     sidecar::TickRecord {
-        started_at: report.started_at.clone(),
         command: report.command.to_string(),
-        duration_ms: elapsed.as_millis() as i64,
+        started_at,
+        duration_ms: elapsed.as_millis() as u64,
         counts: report.counts(),
-        exit_code: i64::from(report.exit_code),
+        exit_code: i32::from(report.exit_code),
         errors,
         skipped_terminal,
-        deduped: deduped as i64,
-        skips,
+        deduped_keys,
     }
 }
 
 /// What a new unblock is, before de-dup.
 struct Unblock<'t> {
-    pass: &'static str,
+    pass: sidecar::Pass,
     key: String,
     task_id: Option<i64>,
     issue_id: Option<String>,
@@ -499,7 +500,7 @@ impl Tick<'_> {
             },
         };
         if sidecar::is_duplicate(last.as_ref(), u.stage, u.state_uuid.as_deref()) {
-            self.deduped += 1;
+            self.deduped_keys.push(u.key.clone());
             return Ok(Notification::Deduped);
         }
         let queue = self.cfg.reconcile.notify_unblock && self.cfg.telegram.is_some();
@@ -509,14 +510,14 @@ impl Tick<'_> {
             .map(|t| t.unblock_template.as_str())
             .unwrap_or("🔧 reconciler: {link} {stage} разблокирована (потерян webhook)");
         let text = notify::unblock_text(template, &link, u.stage);
-        log::info!("{}: {} {} unblocked (lost webhook)", u.pass, u.key, u.stage);
+        log::info!("{}: {} {} unblocked (lost webhook)", u.pass.as_str(), u.key, u.stage);
         match &mut self.store {
             Store::Live(store) => {
                 let rec = store
                     .record_unblock(
                         &sidecar::Unblock {
                             key: u.key.clone(),
-                            pass: u.pass.to_string(),
+                            pass: u.pass,
                             task_id: u.task_id,
                             issue_id: u.issue_id.clone(),
                             work_item_id: u.work_item_id.map(str::to_string),
@@ -542,7 +543,7 @@ impl Tick<'_> {
 /// F-1's de-dup key: the work item id, else the task id.
 fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
     Unblock {
-        pass: "gate",
+        pass: sidecar::Pass::Gate,
         key: task.work_item().map(str::to_string).unwrap_or_else(|| task.id.to_string()),
         task_id: Some(task.id),
         issue_id: task.issue_id().map(str::to_string),

@@ -1,0 +1,315 @@
+//! The integration-test builder: a scenario and a config in, the real
+//! binary run against the loopback simulator, and assertions on its exit
+//! code, its report and what the simulator recorded. Every run is checked
+//! for leaked secrets.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reconcile::sim::{Scenario, SimProject, SimTask, Simulator, sim_uuid};
+use serde_json::Value;
+
+pub use reconcile::sim::{Fault, Route};
+
+pub const HOUR: i64 = 3600;
+pub const REPO: &str = "acme/shop";
+pub const SEED_TEXT: &str = "разблокирована (потерян webhook)";
+
+/// The id of the default project ET.
+pub fn pid() -> String {
+    sim_uuid(&["project", "ET"])
+}
+
+/// A test being set up.
+pub struct Test {
+    scenario: Scenario,
+    settings: BTreeMap<String, Vec<(String, String)>>,
+    telegram: bool,
+    extra_projects: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    /// One project ET (repo acme/shop) with Plane's typical states, no tasks.
+    pub fn new() -> Test {
+        let project = SimProject::new(&pid(), "ET", REPO);
+        Test {
+            scenario: Scenario { projects: vec![project], ..Scenario::default() },
+            settings: BTreeMap::new(),
+            telegram: true,
+            extra_projects: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A task idle for two hours with a green gate, its issue in `state`.
+    pub fn stuck(self, id: i64, stage: &str, state: &str) -> Test {
+        self.task_in(SimTask::new(id, stage).repo(REPO).green(), state)
+    }
+
+    /// `task`, with a new issue of project ET in `state` (two hours old).
+    pub fn task_in(mut self, task: SimTask, state: &str) -> Test {
+        let issue = self.scenario.projects[0].add_issue(task.id, state, 2 * HOUR);
+        self.scenario.tasks.push(task.issue(&issue));
+        self
+    }
+
+    /// A task without a Plane issue.
+    pub fn task(mut self, task: SimTask) -> Test {
+        self.scenario.tasks.push(task);
+        self
+    }
+
+    pub fn scenario(mut self, f: impl FnOnce(&mut Scenario)) -> Test {
+        f(&mut self.scenario);
+        self
+    }
+
+    pub fn fault(mut self, route: Route, fault: Fault) -> Test {
+        self.scenario.push_fault(route, fault);
+        self
+    }
+
+    /// `key = value` (value in TOML syntax) in `[section]`.
+    pub fn set(mut self, section: &str, key: &str, value: &str) -> Test {
+        self.settings
+            .entry(section.to_string())
+            .or_default()
+            .push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn no_telegram(mut self) -> Test {
+        self.telegram = false;
+        self
+    }
+
+    /// Raw TOML appended to the config (extra [[projects]] …).
+    pub fn append(mut self, toml: &str) -> Test {
+        self.extra_projects.push(toml.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Test {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts the simulator and writes config and secrets into a temp dir.
+    pub fn start(self) -> Stack {
+        let sim = Simulator::start(self.scenario.clone()).expect("simulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = &self.scenario;
+        let secret = |name: &str, value: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, value).unwrap();
+            set_mode(&p, 0o600);
+            p
+        };
+        let orch = secret("orchestrator.token", &s.orchestrator_token);
+        let plane = secret("plane.key", &s.plane_api_key);
+        let bot = secret("telegram.token", &s.telegram_bot_token);
+        let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut put = |section: &str, key: &str, value: String| {
+            sections.entry(section.into()).or_default().push((key.into(), value));
+        };
+        put("state", "path", q(&dir.path().join("state.sqlite")));
+        put("orchestrator", "url", format!("{:?}", sim.orchestrator_url()));
+        put("orchestrator", "token_file", q(&orch));
+        put("orchestrator", "timeout_s", "3".into());
+        put("orchestrator", "webhook_timeout_s", "3".into());
+        put("plane", "url", format!("{:?}", sim.plane_url()));
+        put("plane", "workspace", format!("{:?}", s.plane_workspace));
+        put("plane", "api_key_file", q(&plane));
+        put("plane", "timeout_s", "3".into());
+        if self.telegram {
+            put("telegram", "bot_token_file", q(&bot));
+            put("telegram", "chat_id", "\"-1001234567890\"".into());
+            put("telegram", "api_url", format!("{:?}", sim.telegram_url()));
+        }
+        for (section, kvs) in &self.settings {
+            for (k, v) in kvs {
+                let entry = sections.entry(section.clone()).or_default();
+                entry.retain(|(key, _)| key != k);
+                entry.push((k.clone(), v.clone()));
+            }
+        }
+        let mut toml = String::new();
+        for (section, kvs) in &sections {
+            toml.push_str(&format!("[{section}]\n"));
+            for (k, v) in kvs {
+                toml.push_str(&format!("{k} = {v}\n"));
+            }
+            toml.push('\n');
+        }
+        for p in &s.projects {
+            toml.push_str(&format!("[[projects]]\nrepo = {:?}\nplane_project_id = {:?}\n\n", p.repo, p.id));
+        }
+        for extra in &self.extra_projects {
+            toml.push_str(extra);
+            toml.push('\n');
+        }
+        let config = dir.path().join("reconcile.toml");
+        std::fs::write(&config, &toml).unwrap();
+        set_mode(&config, 0o600);
+        let secrets = vec![
+            s.orchestrator_token.clone(),
+            s.plane_api_key.clone(),
+            s.telegram_bot_token.clone(),
+        ];
+        Stack { sim, dir, config, secrets, env: self.env }
+    }
+}
+
+fn q(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+pub fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A started test: the simulator, the temp dir, the config.
+pub struct Stack {
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    secrets: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Stack {
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state.sqlite")
+    }
+
+    /// Runs `reconcile --config <cfg> ARGS…` with a clean environment.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[])
+    }
+
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_PROXY", "127.0.0.1")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("the binary runs");
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        for s in &self.secrets {
+            assert!(
+                !run.stdout.contains(s.as_str()) && !run.stderr.contains(s.as_str()),
+                "a secret leaked into the output:\n{run}"
+            );
+        }
+        run
+    }
+
+    /// A JSON tick: `args` plus `-o json`.
+    pub fn tick(&self, args: &[&str]) -> Run {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        self.run(&all)
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.sim.telegram_messages()
+    }
+
+    pub fn count(&self, route: Route) -> usize {
+        self.sim.count(route)
+    }
+
+    pub fn stage(&self, task: i64) -> String {
+        self.sim.task(task).expect("task exists").stage
+    }
+
+    /// `status -o json` as a value.
+    pub fn status(&self) -> Value {
+        let run = self.run(&["status", "-o", "json"]);
+        run.code(0);
+        run.json()
+    }
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Run {
+    pub fn code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code:\n{self}");
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
+    }
+
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}:\n{self}");
+        self
+    }
+
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{self}");
+        self
+    }
+
+    pub fn stdout_empty(&self) -> &Run {
+        assert!(self.stdout.is_empty(), "stdout should be empty:\n{self}");
+        self
+    }
+
+    /// The F-1 units of a JSON report.
+    pub fn gate_units(&self) -> Vec<Value> {
+        self.json()["gate"]["units"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The F-1 unit of `task`.
+    pub fn gate_unit(&self, task: i64) -> Value {
+        self.gate_units()
+            .into_iter()
+            .find(|u| u["task_id"] == task)
+            .unwrap_or_else(|| panic!("no unit for task {task}:\n{self}"))
+    }
+
+    /// "outcome" or "outcome/reason" of task's unit.
+    pub fn gate_outcome(&self, task: i64) -> String {
+        let u = self.gate_unit(task);
+        match u["reason"].as_str() {
+            Some(r) => format!("{}/{r}", u["outcome"].as_str().unwrap()),
+            None => u["outcome"].as_str().unwrap().to_string(),
+        }
+    }
+}
