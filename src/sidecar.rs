@@ -15,12 +15,13 @@
 //!
 //! No function here reads the wall clock: whatever needs "now" takes it.
 
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
@@ -587,9 +588,35 @@ pub fn is_duplicate(
 /// An open sidecar, live or read-only.
 #[derive(Debug)]
 pub struct Sidecar {
-    conn: Connection,
+    conn: RefCell<Connection>,
     path: PathBuf,
     read_only: bool,
+    /// Read-only `immutable=1` connections only: the database file as it
+    /// was when opened. Reads reopen when it changed (see [`Sidecar::conn`]).
+    ro_stamp: Cell<Option<FileStamp>>,
+}
+
+/// Identity and last change of the database file, and whether a `-wal`
+/// exists: what decides whether an immutable connection is still valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime: SystemTime,
+    wal: bool,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime: m.modified().ok()?,
+            wal: sidecar_file(path, "-wal").exists(),
+        })
+    }
 }
 
 /// What the first 100 bytes of an existing file say.
@@ -716,6 +743,63 @@ fn check_version(path: &Path, found: i64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The read-only connection for [`Sidecar::open_read_only`], and the file's
+/// stamp when it is `immutable=1`. `None`: nothing to read.
+fn open_ro_conn(path: &Path) -> Result<Option<(Connection, Option<FileStamp>)>> {
+    // Stamp first: a change after this point is seen by the next read.
+    let stamp = FileStamp::of(path);
+    let header = match read_header(path)? {
+        None => return Ok(None),
+        Some(h) if h.empty => return Ok(None),
+        Some(h) => h,
+    };
+    let wal_exists = sidecar_file(path, "-wal").exists();
+    let immutable = header.wal && !wal_exists;
+    let query = if immutable {
+        "mode=ro&immutable=1"
+    } else {
+        "mode=ro"
+    };
+    let uri = file_uri(path, query)?;
+    let conn = Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| SidecarError::sqlite(path, "cannot open read-only", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| SidecarError::sqlite(path, "setting the busy timeout", e))?;
+    let version = user_version(&conn, path)?;
+    check_version(path, version)?;
+    if version == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| SidecarError::sqlite(path, "reading the schema", e))?;
+        if tables > 0 {
+            return Err(SidecarError::new(
+                path,
+                SidecarErrorKind::Foreign,
+                "an SQLite database that is not a reconcile sidecar \
+                 (user_version 0 with tables); refusing to touch it",
+            ));
+        }
+        return Ok(None);
+    }
+    let stamp = if immutable {
+        // No stamp (file vanished in between): force a reopen on first read.
+        Some(stamp.unwrap_or(FileStamp {
+            ino: 0,
+            len: 0,
+            mtime: SystemTime::UNIX_EPOCH,
+            wal: false,
+        }))
+    } else {
+        None
+    };
+    Ok(Some((conn, stamp)))
 }
 
 fn add_counter(tx: &Connection, name: &str, by: i64) -> rusqlite::Result<()> {
@@ -907,9 +991,10 @@ impl Sidecar {
             .map_err(sql("enabling foreign keys"))?;
 
         let mut sidecar = Sidecar {
-            conn,
+            conn: RefCell::new(conn),
             path,
             read_only: false,
+            ro_stamp: Cell::new(None),
         };
         sidecar.migrate()?;
         Ok(sidecar)
@@ -928,47 +1013,11 @@ impl Sidecar {
     /// it is opened `mode=ro` and shares that tick's WAL index properly.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Option<Sidecar>> {
         let path = path.as_ref().to_path_buf();
-        let header = match read_header(&path)? {
-            None => return Ok(None),
-            Some(h) if h.empty => return Ok(None),
-            Some(h) => h,
-        };
-        let wal_exists = sidecar_file(&path, "-wal").exists();
-        let query = if header.wal && !wal_exists {
-            "mode=ro&immutable=1"
-        } else {
-            "mode=ro"
-        };
-        let uri = file_uri(&path, query)?;
-        let conn = Connection::open_with_flags(
-            &uri,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| SidecarError::sqlite(&path, "cannot open read-only", e))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| SidecarError::sqlite(&path, "setting the busy timeout", e))?;
-        let version = user_version(&conn, &path)?;
-        check_version(&path, version)?;
-        if version == 0 {
-            let tables: i64 = conn
-                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-                .map_err(|e| SidecarError::sqlite(&path, "reading the schema", e))?;
-            if tables > 0 {
-                return Err(SidecarError::new(
-                    &path,
-                    SidecarErrorKind::Foreign,
-                    "an SQLite database that is not a reconcile sidecar \
-                     (user_version 0 with tables); refusing to touch it",
-                ));
-            }
-            return Ok(None);
-        }
-        Ok(Some(Sidecar {
-            conn,
+        Ok(open_ro_conn(&path)?.map(|(conn, stamp)| Sidecar {
+            conn: RefCell::new(conn),
             path,
             read_only: true,
+            ro_stamp: Cell::new(stamp),
         }))
     }
 
@@ -980,6 +1029,7 @@ impl Sidecar {
         };
         let tx = self
             .conn
+            .get_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("starting the migration"))?;
         let from = user_version(&tx, &path)?;
@@ -1016,8 +1066,39 @@ impl Sidecar {
     pub fn close(self) -> Result<()> {
         let path = self.path;
         self.conn
+            .into_inner()
             .close()
             .map_err(|(_, e)| SidecarError::sqlite(&path, "closing", e))
+    }
+
+    /// The connection for a read. A read-only `immutable=1` connection is
+    /// valid only while the file stays as it was: immutable readers take no
+    /// locks and trust their page cache, so once a live tick has written
+    /// (a `-wal` appeared, or a checkpoint changed the file) it is reopened —
+    /// `mode=ro` on the live tick's WAL, or immutable again on the new file.
+    fn conn(&self) -> Result<Ref<'_, Connection>> {
+        if let Some(stamp) = self.ro_stamp.get()
+            && FileStamp::of(&self.path) != Some(stamp)
+        {
+            log::debug!(
+                "sidecar {}: changed on disk, reopening",
+                self.path.display()
+            );
+            match open_ro_conn(&self.path)? {
+                Some((conn, stamp)) => {
+                    *self.conn.borrow_mut() = conn;
+                    self.ro_stamp.set(stamp);
+                }
+                None => {
+                    return Err(SidecarError::new(
+                        &self.path,
+                        SidecarErrorKind::Io,
+                        "the database disappeared while open",
+                    ));
+                }
+            }
+        }
+        Ok(self.conn.borrow())
     }
 
     fn err(&self, what: &str) -> impl Fn(rusqlite::Error) -> SidecarError + '_ {
@@ -1048,6 +1129,7 @@ impl Sidecar {
         let err = |e| SidecarError::sqlite(&path, what, e);
         let tx = self
             .conn
+            .get_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let value = f(&tx).map_err(err)?;
@@ -1059,7 +1141,7 @@ impl Sidecar {
 
     /// The last (stage, state uuid) announced for `key` (§6.2).
     pub fn last_announced(&self, key: &str) -> Result<Option<(String, Option<String>)>> {
-        self.conn
+        self.conn()?
             .query_row(
                 "SELECT stage, state_uuid FROM dedup WHERE key = ?1",
                 [key],
@@ -1125,14 +1207,15 @@ impl Sidecar {
 
     fn query_outbox(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<OutboxMessage>> {
         let err = self.err("reading the outbox");
-        let mut stmt = self.conn.prepare(sql).map_err(&err)?;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(sql).map_err(&err)?;
         let rows = stmt.query_map(args, outbox_row).map_err(&err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }
 
     /// Queued messages (`notifications_pending`).
     pub fn pending_count(&self) -> Result<i64> {
-        self.conn
+        self.conn()?
             .query_row(
                 "SELECT count(*) FROM outbox WHERE status = 'queued'",
                 [],
@@ -1290,10 +1373,10 @@ impl Sidecar {
     /// The persisted counters for `status`.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let err = self.err("reading the counters");
+        let conn = self.conn()?;
         let mut snap = Snapshot::default();
         {
-            let mut stmt = self
-                .conn
+            let mut stmt = conn
                 .prepare("SELECT name, value FROM counters")
                 .map_err(&err)?;
             let rows = stmt
@@ -1317,10 +1400,7 @@ impl Sidecar {
             }
         }
         {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT key, value FROM kv")
-                .map_err(&err)?;
+            let mut stmt = conn.prepare("SELECT key, value FROM kv").map_err(&err)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                 .map_err(&err)?;
@@ -1334,7 +1414,13 @@ impl Sidecar {
                 }
             }
         }
-        snap.notifications_pending = self.pending_count()?;
+        snap.notifications_pending = conn
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE status = 'queued'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
         Ok(snap)
     }
 
@@ -1348,8 +1434,8 @@ impl Sidecar {
         let err = self.err("reading the history");
         let since = since.map(format_ts).unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self
-            .conn
+        let conn = self.conn()?;
+        let mut stmt = conn
             .prepare(
                 "SELECT h.id, h.at, h.pass, h.key, h.task_id, h.issue_id, h.work_item_id,
                         h.stage, h.state_uuid, h.text, h.outbox_id,
@@ -1378,8 +1464,7 @@ impl Sidecar {
             .map_err(&err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(&err)?;
-        let mut stmt = self
-            .conn
+        let mut stmt = conn
             .prepare(
                 "SELECT id, started_at, finished_at, command, duration_ms, counts, exit_code
                  FROM ticks WHERE started_at >= ?1 ORDER BY id DESC LIMIT ?2",

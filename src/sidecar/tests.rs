@@ -49,6 +49,7 @@ fn tick(command: &str, exit_code: i32) -> TickRecord {
 
 fn counter(sc: &Sidecar, name: &str) -> i64 {
     sc.conn
+        .borrow()
         .query_row(
             "SELECT COALESCE((SELECT value FROM counters WHERE name = ?1), 0)",
             [name],
@@ -59,6 +60,7 @@ fn counter(sc: &Sidecar, name: &str) -> i64 {
 
 fn count(sc: &Sidecar, table: &str) -> i64 {
     sc.conn
+        .borrow()
         .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
 }
@@ -105,19 +107,25 @@ fn migrates_from_empty_and_reopen_keeps_data() {
     let (dir, path) = tmp();
     {
         let mut sc = Sidecar::open(&path).unwrap();
-        assert_eq!(user_version(&sc.conn, &path).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            user_version(&sc.conn.borrow(), &path).unwrap(),
+            SCHEMA_VERSION
+        );
         let mode: String = sc
             .conn
+            .borrow()
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
         let sync: i64 = sc
             .conn
+            .borrow()
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "FULL");
         let fk: i64 = sc
             .conn
+            .borrow()
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1);
@@ -367,7 +375,7 @@ fn read_only_open_leaves_directory_and_bytes_identical() {
         ro(sc.drop_outbox(1, T0).map(|_| ()));
         ro(sc.forget("ET-1").map(|_| ()));
         // Even raw SQL cannot write.
-        assert!(sc.conn.execute("DELETE FROM dedup", []).is_err());
+        assert!(sc.conn.borrow().execute("DELETE FROM dedup", []).is_err());
 
         // While open: still nothing new in the directory.
         assert_eq!(listing(dir.path()), list);
@@ -725,6 +733,7 @@ fn retention_drops_old_rows_and_keeps_queued() {
 
     let mut keys: Vec<String> = sc
         .conn
+        .borrow()
         .prepare("SELECT key FROM dedup ORDER BY key")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -741,6 +750,7 @@ fn retention_drops_old_rows_and_keeps_queued() {
     assert_eq!(t.len(), 2);
     let outbox: Vec<i64> = sc
         .conn
+        .borrow()
         .prepare("SELECT id FROM outbox ORDER BY id")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -770,6 +780,7 @@ fn failed_record_unblock_leaves_nothing_partial() {
     let before = sc.snapshot().unwrap();
     // Make the LAST statement of the transaction (the outbox insert) fail.
     sc.conn
+        .borrow()
         .execute_batch(
             "CREATE TEMP TRIGGER boom BEFORE INSERT ON main.outbox
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
@@ -791,6 +802,7 @@ fn failed_record_unblock_leaves_nothing_partial() {
 
     // Same for finish_tick failing at its end (retention).
     sc.conn
+        .borrow()
         .execute_batch(
             "CREATE TEMP TRIGGER boom2 BEFORE DELETE ON main.ticks
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
@@ -813,6 +825,7 @@ fn dropped_transaction_is_rolled_back_on_disk() {
         let mut sc = Sidecar::open(&path).unwrap();
         let tx = sc
             .conn
+            .get_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .unwrap();
         write_unblock(
@@ -843,4 +856,68 @@ fn errors_name_the_path() {
         "sidecar /var/lib/reconcile/state.sqlite: file is not a database"
     );
     assert_eq!(SidecarError::EXIT_CODE, 74);
+}
+
+#[test]
+fn read_only_follows_a_live_tick_that_writes_meanwhile() {
+    let (dir, path) = tmp();
+    populated(&path);
+    let ro = Sidecar::open_read_only(&path).unwrap().unwrap();
+    assert!(ro.ro_stamp.get().is_some(), "immutable");
+    assert_eq!(ro.snapshot().unwrap().unblocked_total, 2);
+
+    // A whole live tick runs and closes (checkpoint into the main file).
+    {
+        let mut live = Sidecar::open(&path).unwrap();
+        live.record_unblock(&unblock("ET-3", "testing", Some("s3"), false), T0)
+            .unwrap();
+        live.close().unwrap();
+    }
+    assert_eq!(listing(dir.path()), vec!["state.sqlite"]);
+    // The immutable reader notices and reopens: no stale page cache.
+    assert_eq!(ro.snapshot().unwrap().unblocked_total, 3);
+    assert!(ro.ro_stamp.get().is_some(), "immutable again");
+
+    // A live tick in progress: the reader switches to its WAL.
+    let mut live = Sidecar::open(&path).unwrap();
+    live.record_unblock(&unblock("ET-4", "testing", Some("s4"), false), T0)
+        .unwrap();
+    assert_eq!(ro.snapshot().unwrap().unblocked_total, 4);
+    assert!(ro.ro_stamp.get().is_none(), "a proper WAL reader now");
+    assert_eq!(
+        ro.last_announced("ET-4").unwrap(),
+        Some(("testing".into(), Some("s4".into())))
+    );
+    live.record_unblock(&unblock("ET-5", "testing", Some("s5"), false), T0)
+        .unwrap();
+    assert_eq!(ro.snapshot().unwrap().unblocked_total, 5);
+    drop(ro);
+    live.close().unwrap();
+    assert_eq!(listing(dir.path()), vec!["state.sqlite"]);
+}
+
+#[test]
+fn live_close_while_a_reader_is_attached() {
+    let (dir, path) = tmp();
+    populated(&path);
+    let mut live = Sidecar::open(&path).unwrap();
+    live.record_unblock(&unblock("ET-3", "testing", Some("s3"), false), T0)
+        .unwrap();
+    let ro = Sidecar::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(ro.snapshot().unwrap().unblocked_total, 3);
+    // The reader's shared lock keeps the live close from checkpointing:
+    // the live tick's -wal/-shm stay (the reader created neither) ...
+    live.close().unwrap();
+    let wal_files = vec!["state.sqlite", "state.sqlite-shm", "state.sqlite-wal"];
+    assert_eq!(listing(dir.path()), wal_files);
+    assert_eq!(ro.snapshot().unwrap().unblocked_total, 3);
+    drop(ro);
+    // ... a later reader uses them as they are ...
+    let ro = Sidecar::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(ro.snapshot().unwrap().unblocked_total, 3);
+    drop(ro);
+    assert_eq!(listing(dir.path()), wal_files);
+    // ... and the next live tick's clean close removes them.
+    Sidecar::open(&path).unwrap().close().unwrap();
+    assert_eq!(listing(dir.path()), vec!["state.sqlite"]);
 }
