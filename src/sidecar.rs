@@ -214,7 +214,7 @@ impl SidecarError {
         &self.kind
     }
 
-    /// The message without the "sidecar <path>: " prefix.
+    /// The message without the `sidecar <path>: ` prefix.
     pub fn message(&self) -> &str {
         &self.message
     }
