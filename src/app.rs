@@ -93,13 +93,23 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let env_bool = |name: &str| std::env::var(name).ok().and_then(|v| config::parse_env_bool(&v));
+    let env_bool = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| config::parse_env_bool(&v))
+    };
     let (enabled, plane_enabled, interval) = match &cfg {
-        Some(c) => (Some(c.reconcile.enabled), Some(c.reconcile.plane_enabled), c.reconcile.interval_s),
+        Some(c) => (
+            Some(c.reconcile.enabled),
+            Some(c.reconcile.plane_enabled),
+            c.reconcile.interval_s,
+        ),
         None => (
             env_bool("ORCH_RECONCILE_ENABLED"),
             env_bool("ORCH_RECONCILE_PLANE_ENABLED"),
-            std::env::var("ORCH_RECONCILE_INTERVAL_S").ok().and_then(|v| v.trim().parse().ok()),
+            std::env::var("ORCH_RECONCILE_INTERVAL_S")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
         ),
     };
     let state_path = match (&cli.state, &cfg) {
@@ -116,10 +126,16 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
         obj.insert("enabled".into(), serde_json::json!(enabled));
         obj.insert("plane_enabled".into(), serde_json::json!(plane_enabled));
         obj.insert("interval".into(), serde_json::json!(interval));
-        obj.insert("state_path".into(), serde_json::json!(state_path.display().to_string()));
+        obj.insert(
+            "state_path".into(),
+            serde_json::json!(state_path.display().to_string()),
+        );
     }
     match cli.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        ),
         Format::Text => print!("{}", status_text(&value)),
     }
     Ok(ExitCode::SUCCESS)

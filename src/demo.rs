@@ -16,7 +16,11 @@ pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
     let sim = Simulator::start(Scenario::demo()).context("starting the simulator")?;
     let dir = TempDir::new()?;
     let cfg = config(&sim, dir.path())?;
-    let opts = tick::Options { command: tick::Command::Gate, dry_run: false, wait_lock: Duration::ZERO };
+    let opts = tick::Options {
+        command: tick::Command::Gate,
+        dry_run: false,
+        wait_lock: Duration::ZERO,
+    };
     let report = tick::run(&cfg, &opts)?;
     crate::app::print_report(&report, format, verbose, false);
     if format == Format::Text {

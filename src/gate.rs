@@ -28,7 +28,10 @@ pub enum Unresolved {
 /// Row 7: the task's Plane issue, as far as it could be resolved.
 #[derive(Debug, Clone)]
 pub enum PlaneView {
-    Resolved { states: Arc<StateMap>, state: String },
+    Resolved {
+        states: Arc<StateMap>,
+        state: String,
+    },
     Unresolved(Unresolved),
 }
 
@@ -54,7 +57,12 @@ pub fn is_escalated(task: &Task, cfg: &Reconcile) -> bool {
 }
 
 /// Rows 0–6: the local guards, no I/O.
-pub fn local_guards(task: &Task, cfg: &Reconcile, project_enabled: bool, now: OffsetDateTime) -> Verdict {
+pub fn local_guards(
+    task: &Task,
+    cfg: &Reconcile,
+    project_enabled: bool,
+    now: OffsetDateTime,
+) -> Verdict {
     let excluded = task
         .work_item()
         .is_some_and(|w| cfg.skip_work_items.iter().any(|s| s == w));
@@ -190,7 +198,10 @@ mod tests {
 
     fn run(task: &Task, cfg: &Reconcile, state: &str, with_waits: bool) -> Verdict {
         let m = states(with_waits);
-        decide(task, cfg, true, NOW, 0, || PlaneView::Resolved { states: m, state: state.into() })
+        decide(task, cfg, true, NOW, 0, || PlaneView::Resolved {
+            states: m,
+            state: state.into(),
+        })
     }
 
     /// A resolver that must not be reached.
@@ -207,20 +218,35 @@ mod tests {
     fn row0_excluded_work_item_or_disabled_project() {
         let mut c = cfg();
         c.skip_work_items = vec!["ET-7".into()];
-        assert_eq!(decide(&stuck(), &c, true, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::Excluded));
-        assert_eq!(decide(&stuck(), &cfg(), false, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::Excluded));
+        assert_eq!(
+            decide(&stuck(), &c, true, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::Excluded)
+        );
+        assert_eq!(
+            decide(&stuck(), &cfg(), false, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::Excluded)
+        );
     }
 
     #[test]
     fn row1_analysis_is_a_human_gate() {
-        let t = Task { stage: "analysis".into(), ..stuck() };
-        assert_eq!(decide(&t, &cfg(), true, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::HumanGate));
+        let t = Task {
+            stage: "analysis".into(),
+            ..stuck()
+        };
+        assert_eq!(
+            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::HumanGate)
+        );
     }
 
     #[test]
     fn row2_done_and_cancelled_are_terminal_stages() {
         for stage in ["done", "cancelled"] {
-            let t = Task { stage: stage.into(), ..stuck() };
+            let t = Task {
+                stage: stage.into(),
+                ..stuck()
+            };
             assert_eq!(
                 decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
                 Verdict::Skip(Reason::TerminalStage)
@@ -230,14 +256,26 @@ mod tests {
 
     #[test]
     fn row3_no_gate() {
-        let t = Task { gate: None, ..stuck() };
-        assert_eq!(decide(&t, &cfg(), true, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::NoGate));
+        let t = Task {
+            gate: None,
+            ..stuck()
+        };
+        assert_eq!(
+            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::NoGate)
+        );
     }
 
     #[test]
     fn row4_active_job_is_in_flight() {
-        let t = Task { active_job: true, ..stuck() };
-        assert_eq!(decide(&t, &cfg(), true, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::InFlight));
+        let t = Task {
+            active_job: true,
+            ..stuck()
+        };
+        assert_eq!(
+            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::InFlight)
+        );
     }
 
     #[test]
@@ -248,84 +286,165 @@ mod tests {
             updated_at: Some("2026-06-01T00:00:00Z".into()),
             ..stuck()
         };
-        assert_eq!(decide(&t, &cfg(), true, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::Young));
+        assert_eq!(
+            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::Young)
+        );
         // age_s says old even though updated_at is fresh.
-        let t = Task { age_s: Some(5400.0), updated_at: Some("2026-06-09T11:59:00Z".into()), ..stuck() };
+        let t = Task {
+            age_s: Some(5400.0),
+            updated_at: Some("2026-06-09T11:59:00Z".into()),
+            ..stuck()
+        };
         assert_eq!(run(&t, &cfg(), "u-prog", false), Verdict::Proceed);
     }
 
     #[test]
     fn row5_updated_at_used_without_age_s_and_unknown_age_is_young() {
-        let old = Task { age_s: None, updated_at: Some("2026-06-09T13:00:00+03:00".into()), ..stuck() };
+        let old = Task {
+            age_s: None,
+            updated_at: Some("2026-06-09T13:00:00+03:00".into()),
+            ..stuck()
+        };
         assert_eq!(run(&old, &cfg(), "u-prog", false), Verdict::Proceed);
-        let fresh = Task { age_s: None, updated_at: Some("2026-06-09T11:55:00Z".into()), ..stuck() };
-        assert_eq!(run(&fresh, &cfg(), "u-prog", false), Verdict::Skip(Reason::Young));
-        let unknown = Task { age_s: None, updated_at: Some("garbage".into()), ..stuck() };
-        assert_eq!(run(&unknown, &cfg(), "u-prog", false), Verdict::Skip(Reason::Young));
+        let fresh = Task {
+            age_s: None,
+            updated_at: Some("2026-06-09T11:55:00Z".into()),
+            ..stuck()
+        };
+        assert_eq!(
+            run(&fresh, &cfg(), "u-prog", false),
+            Verdict::Skip(Reason::Young)
+        );
+        let unknown = Task {
+            age_s: None,
+            updated_at: Some("garbage".into()),
+            ..stuck()
+        };
+        assert_eq!(
+            run(&unknown, &cfg(), "u-prog", false),
+            Verdict::Skip(Reason::Young)
+        );
     }
 
     #[test]
     fn row5_grace_overrides_per_stage_and_negative_means_always_old() {
         let mut c = cfg();
         c.grace_overrides.insert("testing".into(), 10_000);
-        assert_eq!(run(&stuck(), &c, "u-prog", false), Verdict::Skip(Reason::Young));
+        assert_eq!(
+            run(&stuck(), &c, "u-prog", false),
+            Verdict::Skip(Reason::Young)
+        );
         c.grace_overrides.insert("testing".into(), -1);
-        let t = Task { age_s: None, updated_at: None, ..stuck() };
+        let t = Task {
+            age_s: None,
+            updated_at: None,
+            ..stuck()
+        };
         assert_eq!(run(&t, &c, "u-prog", false), Verdict::Proceed);
     }
 
     #[test]
     fn row6_escalated_flag_preferred_over_retry_count() {
-        let t = Task { escalated: Some(true), developer_retry_count: 0, ..stuck() };
-        assert_eq!(decide(&t, &cfg(), true, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::Escalated));
-        let t = Task { escalated: Some(false), developer_retry_count: 9, ..stuck() };
+        let t = Task {
+            escalated: Some(true),
+            developer_retry_count: 0,
+            ..stuck()
+        };
+        assert_eq!(
+            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::Escalated)
+        );
+        let t = Task {
+            escalated: Some(false),
+            developer_retry_count: 9,
+            ..stuck()
+        };
         assert_eq!(run(&t, &cfg(), "u-prog", false), Verdict::Proceed);
-        let t = Task { escalated: None, developer_retry_count: 3, ..stuck() };
-        assert_eq!(decide(&t, &cfg(), true, NOW, 0, unreachable_resolver), Verdict::Skip(Reason::Escalated));
-        let t = Task { escalated: None, developer_retry_count: 2, ..stuck() };
+        let t = Task {
+            escalated: None,
+            developer_retry_count: 3,
+            ..stuck()
+        };
+        assert_eq!(
+            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            Verdict::Skip(Reason::Escalated)
+        );
+        let t = Task {
+            escalated: None,
+            developer_retry_count: 2,
+            ..stuck()
+        };
         assert_eq!(run(&t, &cfg(), "u-prog", false), Verdict::Proceed);
     }
 
     #[test]
     fn row8_terminal_state_by_group_unconditionally() {
-        assert_eq!(run(&stuck(), &cfg(), "u-done", false), Verdict::Skip(Reason::TerminalState));
-        assert_eq!(run(&stuck(), &cfg(), "u-canc", false), Verdict::Skip(Reason::TerminalState));
+        assert_eq!(
+            run(&stuck(), &cfg(), "u-done", false),
+            Verdict::Skip(Reason::TerminalState)
+        );
+        assert_eq!(
+            run(&stuck(), &cfg(), "u-canc", false),
+            Verdict::Skip(Reason::TerminalState)
+        );
         let mut c = cfg();
         c.skip_blocked_enabled = false;
-        assert_eq!(run(&stuck(), &c, "u-done", false), Verdict::Skip(Reason::TerminalState));
+        assert_eq!(
+            run(&stuck(), &c, "u-done", false),
+            Verdict::Skip(Reason::TerminalState)
+        );
     }
 
     #[test]
     fn row9_unresolved_skips_and_the_escape_hatch_goes_on() {
         for cause in [Unresolved::NotAsked, Unresolved::ReadFailed] {
-            let v = decide(&stuck(), &cfg(), true, NOW, 0, || PlaneView::Unresolved(cause));
+            let v = decide(&stuck(), &cfg(), true, NOW, 0, || {
+                PlaneView::Unresolved(cause)
+            });
             assert_eq!(v, Verdict::Skip(Reason::PlaneUnresolved));
         }
         let mut c = cfg();
         c.skip_blocked_enabled = false;
-        let v = decide(&stuck(), &c, true, NOW, 0, || PlaneView::Unresolved(Unresolved::ReadFailed));
+        let v = decide(&stuck(), &c, true, NOW, 0, || {
+            PlaneView::Unresolved(Unresolved::ReadFailed)
+        });
         assert_eq!(v, Verdict::Proceed);
     }
 
     #[test]
     fn row9_budget_exhaustion_defers_instead_of_failing() {
-        let v = decide(&stuck(), &cfg(), true, NOW, 0, || PlaneView::Unresolved(Unresolved::Reserve));
+        let v = decide(&stuck(), &cfg(), true, NOW, 0, || {
+            PlaneView::Unresolved(Unresolved::Reserve)
+        });
         assert_eq!(v, Verdict::Defer(Reason::RateReserve));
-        let v = decide(&stuck(), &cfg(), true, NOW, 0, || PlaneView::Unresolved(Unresolved::RateLimited));
+        let v = decide(&stuck(), &cfg(), true, NOW, 0, || {
+            PlaneView::Unresolved(Unresolved::RateLimited)
+        });
         assert_eq!(v, Verdict::Defer(Reason::RateLimited));
     }
 
     #[test]
     fn row10_human_wait_enduro_vs_project_with_wait_states() {
         // Blocked / Needs Input everywhere.
-        assert_eq!(run(&stuck(), &cfg(), "u-block", false), Verdict::Skip(Reason::HumanWait));
-        assert_eq!(run(&stuck(), &cfg(), "u-need", false), Verdict::Skip(Reason::HumanWait));
+        assert_eq!(
+            run(&stuck(), &cfg(), "u-block", false),
+            Verdict::Skip(Reason::HumanWait)
+        );
+        assert_eq!(
+            run(&stuck(), &cfg(), "u-need", false),
+            Verdict::Skip(Reason::HumanWait)
+        );
         // Enduro: the aliased waits land on In Progress / In Review: not skipped.
         assert_eq!(run(&stuck(), &cfg(), "u-prog", false), Verdict::Proceed);
         assert_eq!(run(&stuck(), &cfg(), "u-review", false), Verdict::Proceed);
         // A project with real wait states skips tasks in them.
         for s in ["u-await", "u-depl", "u-mon"] {
-            assert_eq!(run(&stuck(), &cfg(), s, true), Verdict::Skip(Reason::HumanWait), "{s}");
+            assert_eq!(
+                run(&stuck(), &cfg(), s, true),
+                Verdict::Skip(Reason::HumanWait),
+                "{s}"
+            );
         }
         // Guard 2 off: a blocked task goes on.
         let mut c = cfg();

@@ -32,7 +32,11 @@ pub fn digest(lines: &[String]) -> String {
         let rest = lines.len() - i;
         let tail = format!("\n… and {rest} more");
         let candidate_len = text.chars().count() + 1 + line.chars().count();
-        let tail_room = if rest > 1 { format!("\n… and {} more", rest - 1).chars().count() } else { 0 };
+        let tail_room = if rest > 1 {
+            format!("\n… and {} more", rest - 1).chars().count()
+        } else {
+            0
+        };
         if candidate_len + tail_room > MAX_TEXT {
             text.push_str(&tail);
             return text;
@@ -78,7 +82,11 @@ pub fn deliver(
                 out.messages.push(text);
             }
             Err(f) => {
-                log::warn!("telegram: digest of {} messages not delivered: {}", ids.len(), f.error);
+                log::warn!(
+                    "telegram: digest of {} messages not delivered: {}",
+                    ids.len(),
+                    f.error
+                );
                 for id in ids {
                     fail(store, &mut out, id, &f, now)?;
                 }
@@ -139,7 +147,10 @@ mod tests {
     #[test]
     fn link_uses_template_only_with_a_work_item() {
         let t = Some("https://plane.example.com/acme/browse/{work_item_id}/");
-        assert_eq!(link(t, Some("ET-7"), "ET-7"), "https://plane.example.com/acme/browse/ET-7/");
+        assert_eq!(
+            link(t, Some("ET-7"), "ET-7"),
+            "https://plane.example.com/acme/browse/ET-7/"
+        );
         assert_eq!(link(t, None, "42"), "42");
         assert_eq!(link(None, Some("ET-7"), "ET-7"), "ET-7");
     }
@@ -147,7 +158,10 @@ mod tests {
     #[test]
     fn unblock_text_fills_the_seed_template() {
         let t = "🔧 reconciler: {link} {stage} разблокирована (потерян webhook)";
-        assert_eq!(unblock_text(t, "ET-7", "testing"), "🔧 reconciler: ET-7 testing разблокирована (потерян webhook)");
+        assert_eq!(
+            unblock_text(t, "ET-7", "testing"),
+            "🔧 reconciler: ET-7 testing разблокирована (потерян webhook)"
+        );
     }
 
     #[test]
@@ -160,13 +174,22 @@ mod tests {
 
     #[test]
     fn digest_is_cut_at_the_telegram_limit_with_a_count() {
-        let lines: Vec<String> = (0..500).map(|i| format!("{i:03} {}", "x".repeat(60))).collect();
+        let lines: Vec<String> = (0..500)
+            .map(|i| format!("{i:03} {}", "x".repeat(60)))
+            .collect();
         let d = digest(&lines);
         assert!(d.chars().count() <= MAX_TEXT, "{}", d.chars().count());
         let last = d.lines().last().unwrap();
-        assert!(last.starts_with("… and ") && last.ends_with(" more"), "{last}");
+        assert!(
+            last.starts_with("… and ") && last.ends_with(" more"),
+            "{last}"
+        );
         let shown = d.lines().count() - 2;
-        let more: usize = last.trim_start_matches("… and ").trim_end_matches(" more").parse().unwrap();
+        let more: usize = last
+            .trim_start_matches("… and ")
+            .trim_end_matches(" more")
+            .parse()
+            .unwrap();
         assert_eq!(shown + more, 500);
     }
 }

@@ -152,7 +152,12 @@ impl Report {
             .units
             .iter()
             .map(|u| count_key(u.outcome, u.reason))
-            .chain(self.plane.units.iter().map(|u| count_key(u.outcome, u.reason)));
+            .chain(
+                self.plane
+                    .units
+                    .iter()
+                    .map(|u| count_key(u.outcome, u.reason)),
+            );
         for k in keys {
             *counts.entry(k).or_insert(0) += 1;
         }
@@ -224,7 +229,11 @@ impl Report {
         }
         for p in &self.plane.projects {
             if let Some(e) = &p.error {
-                let _ = writeln!(out, "plane: project {} ({}) failed: {e}", p.repo, p.plane_project_id);
+                let _ = writeln!(
+                    out,
+                    "plane: project {} ({}) failed: {e}",
+                    p.repo, p.plane_project_id
+                );
             }
         }
         for c in &self.cycles {
@@ -233,7 +242,11 @@ impl Report {
         if quiet {
             return out;
         }
-        let pass_line = |name: &str, ran: bool, reason: Option<&str>, error: &Option<String>, units: Vec<String>| {
+        let pass_line = |name: &str,
+                         ran: bool,
+                         reason: Option<&str>,
+                         error: &Option<String>,
+                         units: Vec<String>| {
             if let Some(e) = error {
                 return format!("{name}{dry}: could not run: {e}\n");
             }
@@ -256,7 +269,11 @@ impl Report {
                 self.gate.ran,
                 self.gate.reason,
                 &self.gate.error,
-                self.gate.units.iter().map(|u| count_key(u.outcome, u.reason)).collect(),
+                self.gate
+                    .units
+                    .iter()
+                    .map(|u| count_key(u.outcome, u.reason))
+                    .collect(),
             ));
         }
         if self.plane.ran || self.plane.error.is_some() || self.command != "gate" {
@@ -265,7 +282,11 @@ impl Report {
                 self.plane.ran,
                 self.plane.reason,
                 &self.plane.error,
-                self.plane.units.iter().map(|u| count_key(u.outcome, u.reason)).collect(),
+                self.plane
+                    .units
+                    .iter()
+                    .map(|u| count_key(u.outcome, u.reason))
+                    .collect(),
             ));
         }
         let n = &self.notifications;

@@ -135,7 +135,8 @@ impl StateMap {
                 sa.total_cmp(&sb)
             });
             if candidates.len() > 1 {
-                let names: Vec<String> = candidates.iter().map(|s| format!("{:?}", s.name)).collect();
+                let names: Vec<String> =
+                    candidates.iter().map(|s| format!("{:?}", s.name)).collect();
                 map.warnings.push(format!(
                     "states {} all fold to `{key}`; using {:?} (lowest sequence)",
                     names.join(", "),
@@ -145,7 +146,11 @@ impl StateMap {
             let s = candidates[0];
             map.keys.insert(
                 key,
-                Resolved { uuid: s.id.clone(), name: s.name.clone(), source: Source::Folded },
+                Resolved {
+                    uuid: s.id.clone(),
+                    name: s.name.clone(),
+                    source: Source::Folded,
+                },
             );
         }
 
@@ -154,11 +159,18 @@ impl StateMap {
             let Some(key) = KEYS.iter().copied().find(|k| k == key) else {
                 continue;
             };
-            match wanted.iter().find_map(|n| states.iter().find(|s| s.name.trim() == n.trim())) {
+            match wanted
+                .iter()
+                .find_map(|n| states.iter().find(|s| s.name.trim() == n.trim()))
+            {
                 Some(s) => {
                     map.keys.insert(
                         key,
-                        Resolved { uuid: s.id.clone(), name: s.name.clone(), source: Source::Named },
+                        Resolved {
+                            uuid: s.id.clone(),
+                            name: s.name.clone(),
+                            source: Source::Named,
+                        },
                     );
                 }
                 None if !wanted.is_empty() => map.warnings.push(format!(
@@ -173,7 +185,13 @@ impl StateMap {
                 continue;
             }
             if let Some(r) = map.keys.get(target).cloned() {
-                map.keys.insert(key, Resolved { source: Source::Alias(target), ..r });
+                map.keys.insert(
+                    key,
+                    Resolved {
+                        source: Source::Alias(target),
+                        ..r
+                    },
+                );
             }
         }
         map
@@ -213,13 +231,15 @@ impl StateMap {
     /// of their own (an aliased wait never widens the set).
     pub fn skip_set(&self) -> BTreeSet<&str> {
         let base: BTreeSet<&str> = BASE_WORKING.iter().filter_map(|k| self.uuid(k)).collect();
-        let mut set: BTreeSet<&str> =
-            ["blocked", "needs_input"].iter().filter_map(|k| self.uuid(k)).collect();
+        let mut set: BTreeSet<&str> = ["blocked", "needs_input"]
+            .iter()
+            .filter_map(|k| self.uuid(k))
+            .collect();
         for k in ["awaiting_deploy", "deploying", "monitoring"] {
-            if let Some(u) = self.uuid(k) {
-                if !base.contains(u) {
-                    set.insert(u);
-                }
+            if let Some(u) = self.uuid(k)
+                && !base.contains(u)
+            {
+                set.insert(u);
             }
         }
         set
@@ -250,7 +270,11 @@ mod tests {
         PlaneState {
             id: id.into(),
             name: name.into(),
-            group: if group.is_empty() { None } else { Some(group.into()) },
+            group: if group.is_empty() {
+                None
+            } else {
+                Some(group.into())
+            },
             sequence: Some(seq),
         }
     }
@@ -302,7 +326,10 @@ mod tests {
     fn missing_keys_alias_and_others_stay_absent() {
         let m = StateMap::build(&enduro(), &BTreeMap::new());
         assert_eq!(m.uuid("to_analyse"), Some("u-prog"));
-        assert_eq!(m.resolved("to_analyse").unwrap().source, Source::Alias("in_progress"));
+        assert_eq!(
+            m.resolved("to_analyse").unwrap().source,
+            Source::Alias("in_progress")
+        );
         assert_eq!(m.uuid("awaiting_deploy"), Some("u-review"));
         assert_eq!(m.uuid("deploying"), Some("u-prog"));
         assert_eq!(m.uuid("monitoring"), Some("u-done"));
@@ -331,7 +358,10 @@ mod tests {
 
     #[test]
     fn lower_sequence_wins_a_fold_collision_with_a_warning() {
-        let states = [st("a", "Done", "completed", 9.0), st("b", "DONE!", "completed", 3.0)];
+        let states = [
+            st("a", "Done", "completed", 9.0),
+            st("b", "DONE!", "completed", 3.0),
+        ];
         let m = StateMap::build(&states, &BTreeMap::new());
         assert_eq!(m.uuid("done"), Some("b"));
         assert_eq!(m.warnings.len(), 1);
@@ -340,8 +370,14 @@ mod tests {
     #[test]
     fn state_names_first_present_wins_and_beats_folding() {
         let mut names = BTreeMap::new();
-        names.insert("blocked".to_string(), vec!["Frozen".to_string(), "On Hold".to_string()]);
-        names.insert("to_analyse".to_string(), vec!["Ready for analysis".to_string()]);
+        names.insert(
+            "blocked".to_string(),
+            vec!["Frozen".to_string(), "On Hold".to_string()],
+        );
+        names.insert(
+            "to_analyse".to_string(),
+            vec!["Ready for analysis".to_string()],
+        );
         let mut states = enduro();
         states.push(st("u-hold", "On Hold", "started", 20.0));
         let m = StateMap::build(&states, &names);

@@ -103,18 +103,29 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     let (_lock, store) = if opts.dry_run {
         (None, Store::ReadOnly(Sidecar::open_read_only(path)?))
     } else {
-        let lock = TickLock::acquire(path, opts.wait_lock).map_err(sidecar::LockError::into_anyhow)?;
+        let lock =
+            TickLock::acquire(path, opts.wait_lock).map_err(sidecar::LockError::into_anyhow)?;
         (Some(lock), Store::Live(Sidecar::open(path)?))
     };
 
     let orch_secrets = secrets(cfg);
     let orchestrator = Orchestrator::new(
         &cfg.orchestrator,
-        Client::new(Peer::Orchestrator, cfg.orchestrator.timeout, orch_secrets.clone()),
+        Client::new(
+            Peer::Orchestrator,
+            cfg.orchestrator.timeout,
+            orch_secrets.clone(),
+        ),
     );
-    let plane = Plane::new(&cfg.plane, Client::new(Peer::Plane, cfg.plane.timeout, orch_secrets.clone()));
+    let plane = Plane::new(
+        &cfg.plane,
+        Client::new(Peer::Plane, cfg.plane.timeout, orch_secrets.clone()),
+    );
     let telegram_client = Client::new(Peer::Telegram, TELEGRAM_TIMEOUT, orch_secrets);
-    let telegram = cfg.telegram.as_ref().map(|t| Telegram::new(t, telegram_client.clone()));
+    let telegram = cfg
+        .telegram
+        .as_ref()
+        .map(|t| Telegram::new(t, telegram_client.clone()));
 
     let mut tick = Tick {
         cfg,
@@ -140,8 +151,14 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         started_at: timestamp::format(now),
         finished_at: String::new(),
         exit_code: 0,
-        gate: GatePass { reason: Some("not_requested"), ..GatePass::default() },
-        plane: PlanePass { reason: Some("not_requested"), ..PlanePass::default() },
+        gate: GatePass {
+            reason: Some("not_requested"),
+            ..GatePass::default()
+        },
+        plane: PlanePass {
+            reason: Some("not_requested"),
+            ..PlanePass::default()
+        },
         cycles: Vec::new(),
         notifications: Notifications::default(),
         requests: Requests::default(),
@@ -162,12 +179,15 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
 
     // Delivery: not in dry-run, not under the kill switch, not past the deadline.
     let mut delivery_ran = false;
-    if !opts.dry_run && cfg.reconcile.enabled && !tick.cut_by_deadline {
-        if let (Store::Live(store), Some(tg), Some(tcfg)) = (&mut tick.store, &tick.telegram, &cfg.telegram) {
-            let d = notify::deliver(store, tg, tcfg.digest_over, now)?;
-            delivery_ran = true;
-            apply_delivery(&mut report, &d);
-        }
+    if !opts.dry_run
+        && cfg.reconcile.enabled
+        && !tick.cut_by_deadline
+        && let (Store::Live(store), Some(tg), Some(tcfg)) =
+            (&mut tick.store, &tick.telegram, &cfg.telegram)
+    {
+        let d = notify::deliver(store, tg, tcfg.digest_over, now)?;
+        delivery_ran = true;
+        apply_delivery(&mut report, &d);
     }
     report.notifications.deduped = tick.deduped_keys.len() as u64;
     if let Some(s) = tick.store.reader() {
@@ -181,9 +201,11 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     };
 
     // Exit code, first match wins: 69, 75, 1, 0 (78 and 74 never get here).
-    let unit_failed = report.gate.units.iter().any(|u| u.failed) || report.plane.units.iter().any(|u| u.failed);
+    let unit_failed =
+        report.gate.units.iter().any(|u| u.failed) || report.plane.units.iter().any(|u| u.failed);
     let project_failed = report.plane.projects.iter().any(|p| p.error.is_some());
-    let undelivered = delivery_ran && (report.notifications.queued > 0 || report.notifications.dropped > 0);
+    let undelivered =
+        delivery_ran && (report.notifications.queued > 0 || report.notifications.dropped > 0);
     report.exit_code = if report.gate.error.is_some() || report.plane.error.is_some() {
         69
     } else if tick.cut_by_deadline {
@@ -198,7 +220,12 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     report.finished_at = timestamp::format(finished);
     match &mut tick.store {
         Store::Live(store) => {
-            let rec = tick_record(&report, now, started.elapsed(), std::mem::take(&mut tick.deduped_keys));
+            let rec = tick_record(
+                &report,
+                now,
+                started.elapsed(),
+                std::mem::take(&mut tick.deduped_keys),
+            );
             store.finish_tick(&rec, finished)?;
             report.counters = store.snapshot()?;
         }
@@ -259,7 +286,13 @@ fn tick_record(
         .units
         .iter()
         .map(|u| (u.outcome, u.reason, u.failed))
-        .chain(report.plane.units.iter().map(|u| (u.outcome, u.reason, u.failed)));
+        .chain(
+            report
+                .plane
+                .units
+                .iter()
+                .map(|u| (u.outcome, u.reason, u.failed)),
+        );
     let mut errors = 0;
     let mut skipped_terminal = 0;
     for (outcome, reason, failed) in units {
@@ -270,7 +303,12 @@ fn tick_record(
             skipped_terminal += 1;
         }
     }
-    errors += report.plane.projects.iter().filter(|p| p.error.is_some()).count() as i64;
+    errors += report
+        .plane
+        .projects
+        .iter()
+        .filter(|p| p.error.is_some())
+        .count() as i64;
     sidecar::TickRecord {
         command: report.command.to_string(),
         started_at,
@@ -301,7 +339,10 @@ impl Tick<'_> {
 
     /// F-1 over the orchestrator's task list.
     fn gate_pass(&mut self) -> anyhow::Result<GatePass> {
-        let mut pass = GatePass { ran: true, ..GatePass::default() };
+        let mut pass = GatePass {
+            ran: true,
+            ..GatePass::default()
+        };
         if !self.cfg.reconcile.enabled {
             pass.ran = false;
             pass.reason = Some("disabled");
@@ -345,7 +386,9 @@ impl Tick<'_> {
             if unit.failed {
                 log::error!(
                     "F-1: task {} failed: {}",
-                    unit.task_id.map(|i| i.to_string()).unwrap_or_else(|| "?".into()),
+                    unit.task_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "?".into()),
                     unit.detail.as_deref().unwrap_or("")
                 );
             }
@@ -376,7 +419,10 @@ impl Tick<'_> {
                 let mut u = unit_for(task, Outcome::Skipped);
                 u.reason = Some(reason);
                 if reason == Reason::PlaneUnresolved {
-                    let read_failed = matches!(resolved, Some(PlaneView::Unresolved(Unresolved::ReadFailed)));
+                    let read_failed = matches!(
+                        resolved,
+                        Some(PlaneView::Unresolved(Unresolved::ReadFailed))
+                    );
                     u.failed = read_failed;
                     u.detail = blind_message;
                 }
@@ -394,13 +440,18 @@ impl Tick<'_> {
     }
 
     /// Dry-run: the read-only gate evaluation instead of the advance.
-    fn evaluate_gate(&mut self, task: &Task, state_uuid: Option<String>) -> anyhow::Result<GateUnit> {
+    fn evaluate_gate(
+        &mut self,
+        task: &Task,
+        state_uuid: Option<String>,
+    ) -> anyhow::Result<GateUnit> {
         match self.orchestrator.gate(task.id) {
             Ok(g) if g.passed => {
                 self.actions += 1;
                 let mut u = unit_for(task, Outcome::WouldAdvance);
                 u.detail = g.detail;
-                u.notification = Some(self.note_unblock(&mut None, gate_unblock(task, state_uuid))?);
+                u.notification =
+                    Some(self.note_unblock(&mut None, gate_unblock(task, state_uuid))?);
                 Ok(u)
             }
             Ok(g) => {
@@ -414,14 +465,22 @@ impl Tick<'_> {
 
     fn advance(&mut self, task: &Task, state_uuid: Option<String>) -> anyhow::Result<GateUnit> {
         match self.orchestrator.advance(task.id, &task.stage) {
-            Ok(Advance::Advanced { stage_after, detail }) => {
+            Ok(Advance::Advanced {
+                stage_after,
+                detail,
+            }) => {
                 self.actions += 1;
-                log::info!("F-1: task {} advanced {} → {stage_after}", task.id, task.stage);
+                log::info!(
+                    "F-1: task {} advanced {} → {stage_after}",
+                    task.id,
+                    task.stage
+                );
                 let mut u = unit_for(task, Outcome::Advanced);
                 u.stage_after = Some(stage_after);
                 u.detail = Some(detail).filter(|d| !d.is_empty());
                 let mut outbox = None;
-                u.notification = Some(self.note_unblock(&mut outbox, gate_unblock(task, state_uuid))?);
+                u.notification =
+                    Some(self.note_unblock(&mut outbox, gate_unblock(task, state_uuid))?);
                 u.outbox_id = outbox;
                 Ok(u)
             }
@@ -448,7 +507,10 @@ impl Tick<'_> {
             return (PlaneView::Unresolved(Unresolved::NotAsked), Some(m));
         };
         let Some(issue_id) = task.issue_id() else {
-            return (PlaneView::Unresolved(Unresolved::NotAsked), Some("task has no plane_issue_id".into()));
+            return (
+                PlaneView::Unresolved(Unresolved::NotAsked),
+                Some("task has no plane_issue_id".into()),
+            );
         };
         let states = match self.project_states(project) {
             Ok(s) => s,
@@ -485,13 +547,18 @@ impl Tick<'_> {
             }
             Err(f) => Err(blind(f)),
         };
-        self.states.insert(project.plane_project_id.clone(), result.clone());
+        self.states
+            .insert(project.plane_project_id.clone(), result.clone());
         result
     }
 
     /// DESIGN §6.2: announce an unblock once per (key, stage, state).
     /// Live: one transaction records it and queues the message.
-    fn note_unblock(&mut self, outbox: &mut Option<i64>, u: Unblock<'_>) -> anyhow::Result<Notification> {
+    fn note_unblock(
+        &mut self,
+        outbox: &mut Option<i64>,
+        u: Unblock<'_>,
+    ) -> anyhow::Result<Notification> {
         let last = match self.dry_dedup.get(&u.key) {
             Some(v) => Some(v.clone()),
             None => match self.store.reader() {
@@ -505,12 +572,21 @@ impl Tick<'_> {
         }
         let queue = self.cfg.reconcile.notify_unblock && self.cfg.telegram.is_some();
         let tcfg = self.cfg.telegram.as_ref();
-        let link = notify::link(tcfg.and_then(|t| t.link_template.as_deref()), u.work_item_id, &u.key);
+        let link = notify::link(
+            tcfg.and_then(|t| t.link_template.as_deref()),
+            u.work_item_id,
+            &u.key,
+        );
         let template = tcfg
             .map(|t| t.unblock_template.as_str())
             .unwrap_or("🔧 reconciler: {link} {stage} разблокирована (потерян webhook)");
         let text = notify::unblock_text(template, &link, u.stage);
-        log::info!("{}: {} {} unblocked (lost webhook)", u.pass.as_str(), u.key, u.stage);
+        log::info!(
+            "{}: {} {} unblocked (lost webhook)",
+            u.pass.as_str(),
+            u.key,
+            u.stage
+        );
         match &mut self.store {
             Store::Live(store) => {
                 let rec = store
@@ -533,10 +609,15 @@ impl Tick<'_> {
                 *outbox = rec.outbox_id;
             }
             Store::ReadOnly(_) => {
-                self.dry_dedup.insert(u.key.clone(), (u.stage.to_string(), u.state_uuid.clone()));
+                self.dry_dedup
+                    .insert(u.key.clone(), (u.stage.to_string(), u.state_uuid.clone()));
             }
         }
-        Ok(if queue { Notification::Queued } else { Notification::Off })
+        Ok(if queue {
+            Notification::Queued
+        } else {
+            Notification::Off
+        })
     }
 }
 
@@ -544,7 +625,10 @@ impl Tick<'_> {
 fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
     Unblock {
         pass: sidecar::Pass::Gate,
-        key: task.work_item().map(str::to_string).unwrap_or_else(|| task.id.to_string()),
+        key: task
+            .work_item()
+            .map(str::to_string)
+            .unwrap_or_else(|| task.id.to_string()),
         task_id: Some(task.id),
         issue_id: task.issue_id().map(str::to_string),
         work_item_id: task.work_item(),

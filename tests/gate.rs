@@ -59,7 +59,11 @@ fn the_same_task_stuck_again_at_a_later_stage_is_announced() {
     assert_eq!(run.gate_outcome(7), "advanced");
     assert_eq!(run.gate_unit(7)["notification"], "sent");
     assert_eq!(stack.messages().len(), 2);
-    assert!(stack.messages()[1].contains("ET-7 review"), "{:?}", stack.messages());
+    assert!(
+        stack.messages()[1].contains("ET-7 review"),
+        "{:?}",
+        stack.messages()
+    );
 }
 
 #[test]
@@ -88,14 +92,21 @@ fn plane_unreachable_means_no_advance_and_exit_1() {
     let run = stack.tick(&["gate"]);
     run.code(1);
     assert_eq!(run.gate_outcome(7), "skipped/plane_unresolved");
-    assert!(run.gate_unit(7)["detail"].as_str().unwrap().contains("plane"));
+    assert!(
+        run.gate_unit(7)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("plane")
+    );
     assert_eq!(stack.count(Route::OrchAdvance), 0);
     assert!(stack.messages().is_empty());
 }
 
 #[test]
 fn a_task_whose_repo_is_not_configured_is_a_plain_skip() {
-    let stack = Test::new().task(SimTask::new(7, "testing").repo("other/repo").green()).start();
+    let stack = Test::new()
+        .task(SimTask::new(7, "testing").repo("other/repo").green())
+        .start();
     let run = stack.tick(&["gate"]);
     run.code(0);
     assert_eq!(run.gate_outcome(7), "skipped/plane_unresolved");
@@ -123,7 +134,12 @@ fn task_list_unreachable_exits_69() {
     run.code(69);
     let report = run.json();
     assert_eq!(report["gate"]["ran"], false);
-    assert!(report["gate"]["error"].as_str().unwrap().contains("orchestrator"));
+    assert!(
+        report["gate"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("orchestrator")
+    );
 }
 
 #[test]
@@ -138,7 +154,11 @@ fn many_unblocks_at_once_are_one_digest() {
     let messages = stack.messages();
     assert_eq!(messages.len(), 1, "{messages:?}");
     for id in 1..=6 {
-        assert!(messages[0].contains(&format!("ET-{id} testing")), "{}", messages[0]);
+        assert!(
+            messages[0].contains(&format!("ET-{id} testing")),
+            "{}",
+            messages[0]
+        );
         assert_eq!(run.gate_unit(id)["notification"], "digest");
     }
 }
@@ -153,7 +173,15 @@ fn the_action_cap_defers_the_rest() {
     let run = stack.tick(&["gate"]);
     run.code(0);
     let outcomes: Vec<String> = (1..=4).map(|id| run.gate_outcome(id)).collect();
-    assert_eq!(outcomes, ["advanced", "advanced", "deferred/action_cap", "deferred/action_cap"]);
+    assert_eq!(
+        outcomes,
+        [
+            "advanced",
+            "advanced",
+            "deferred/action_cap",
+            "deferred/action_cap"
+        ]
+    );
     assert_eq!(stack.count(Route::OrchAdvance), 2);
 }
 
@@ -189,11 +217,20 @@ fn dry_run_posts_nothing_and_leaves_no_sidecar() {
     run.code(0);
     assert_eq!(run.gate_outcome(7), "would_advance");
     assert_eq!(run.gate_outcome(8), "gate_red");
-    assert!(stack.sim.requests().iter().all(|r| r.method == "GET"), "only reads");
+    assert!(
+        stack.sim.requests().iter().all(|r| r.method == "GET"),
+        "only reads"
+    );
     assert!(stack.messages().is_empty());
     assert_eq!(stack.stage(7), "testing");
-    let entries: Vec<_> = std::fs::read_dir(stack.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(!stack.state_path().exists(), "dry-run created the sidecar: {entries:?}");
+    let entries: Vec<_> = std::fs::read_dir(stack.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !stack.state_path().exists(),
+        "dry-run created the sidecar: {entries:?}"
+    );
     assert!(!stack.dir.path().join("state.sqlite.lock").exists());
 }
 
@@ -222,14 +259,23 @@ fn dry_run_leaves_an_existing_sidecar_byte_for_byte() {
     assert_eq!(run.gate_outcome(7), "would_advance");
     assert_eq!(std::fs::read(stack.state_path()).unwrap(), before);
     assert_eq!(listing(stack.dir.path()), files_before);
-    assert!(stack.sim.requests()[requests_before..].iter().all(|r| r.method == "GET"));
+    assert!(
+        stack.sim.requests()[requests_before..]
+            .iter()
+            .all(|r| r.method == "GET")
+    );
 }
 
 #[test]
 fn a_second_tick_while_the_lock_is_held_exits_75() {
     let stack = Test::new().stuck(7, "testing", "In Progress").start();
     let lock_path = stack.dir.path().join("state.sqlite.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
     file.try_lock().unwrap();
     let run = stack.run(&["gate"]);
     run.code(75);
@@ -242,7 +288,10 @@ fn a_second_tick_while_the_lock_is_held_exits_75() {
 
 #[test]
 fn the_kill_switch_contacts_nothing() {
-    let stack = Test::new().stuck(7, "testing", "In Progress").set("reconcile", "enabled", "false").start();
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .set("reconcile", "enabled", "false")
+        .start();
     let run = stack.tick(&["gate"]);
     run.code(0);
     assert_eq!(run.json()["gate"]["reason"], "disabled");
@@ -251,7 +300,10 @@ fn the_kill_switch_contacts_nothing() {
 
 #[test]
 fn env_kill_switch_overrides_the_file() {
-    let stack = Test::new().stuck(7, "testing", "In Progress").env("ORCH_RECONCILE_ENABLED", "off").start();
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .env("ORCH_RECONCILE_ENABLED", "off")
+        .start();
     let run = stack.tick(&["gate"]);
     run.code(0);
     assert!(stack.sim.requests().is_empty());
@@ -262,7 +314,10 @@ fn env_kill_switch_overrides_the_file() {
 #[test]
 fn in_sync_tick_is_quiet_with_q() {
     let stack = Test::new()
-        .task_in(SimTask::new(7, "testing").repo(REPO).active(), "In Progress")
+        .task_in(
+            SimTask::new(7, "testing").repo(REPO).active(),
+            "In Progress",
+        )
         .start();
     stack.run(&["gate", "-q"]).code(0).stdout_empty();
     let run = stack.run(&["gate"]);
@@ -274,11 +329,22 @@ fn a_peer_body_over_32_mib_fails_that_unit_only() {
     let stack = Test::new()
         .stuck(7, "testing", "In Progress")
         .stuck(8, "testing", "In Progress")
-        .fault(Route::OrchAdvance, Fault::Oversized { bytes: 33 * 1024 * 1024 })
+        .fault(
+            Route::OrchAdvance,
+            Fault::Oversized {
+                bytes: 33 * 1024 * 1024,
+            },
+        )
         .start();
     let run = stack.tick(&["gate"]);
     run.code(1);
     assert_eq!(run.gate_outcome(7), "error");
-    assert!(run.gate_unit(7)["detail"].as_str().unwrap().contains("32 MiB"), "{run}");
+    assert!(
+        run.gate_unit(7)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("32 MiB"),
+        "{run}"
+    );
     assert_eq!(run.gate_outcome(8), "advanced");
 }

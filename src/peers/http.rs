@@ -42,7 +42,11 @@ pub enum ErrorKind {
     Transport(String),
     /// An HTTP status the caller did not accept; `snippet` is the start of
     /// the body, redacted.
-    Status { code: u16, snippet: String, retry_after: Option<u64> },
+    Status {
+        code: u16,
+        snippet: String,
+        retry_after: Option<u64>,
+    },
     /// The body was larger than MAX_BODY.
     TooLarge,
     /// The body could not be read or decoded as expected.
@@ -70,7 +74,9 @@ impl std::fmt::Display for PeerError {
         write!(f, "{} {}: ", self.peer.as_str(), self.endpoint)?;
         match &self.kind {
             ErrorKind::Transport(m) => write!(f, "{m}"),
-            ErrorKind::Status { code, snippet, .. } if snippet.is_empty() => write!(f, "HTTP {code}"),
+            ErrorKind::Status { code, snippet, .. } if snippet.is_empty() => {
+                write!(f, "HTTP {code}")
+            }
             ErrorKind::Status { code, snippet, .. } => write!(f, "HTTP {code}: {snippet}"),
             ErrorKind::TooLarge => write!(f, "response body larger than {} MiB", MAX_BODY >> 20),
             ErrorKind::Body(m) => write!(f, "{m}"),
@@ -145,12 +151,22 @@ impl Client {
         let kind = match kind {
             ErrorKind::Transport(m) => ErrorKind::Transport(self.redact(&m)),
             ErrorKind::Body(m) => ErrorKind::Body(self.redact(&m)),
-            ErrorKind::Status { code, snippet, retry_after } => {
-                ErrorKind::Status { code, snippet: self.redact(&snippet), retry_after }
-            }
+            ErrorKind::Status {
+                code,
+                snippet,
+                retry_after,
+            } => ErrorKind::Status {
+                code,
+                snippet: self.redact(&snippet),
+                retry_after,
+            },
             k => k,
         };
-        PeerError { peer: self.peer, endpoint: self.redact(&format!("{method} {url}")), kind }
+        PeerError {
+            peer: self.peer,
+            endpoint: self.redact(&format!("{method} {url}")),
+            kind,
+        }
     }
 
     /// Sends one request; any status comes back as a Response.
@@ -204,9 +220,19 @@ impl Client {
             .read_to_vec()
             .map_err(|e| match e {
                 ureq::Error::BodyExceedsLimit(_) => self.error(method, url, ErrorKind::TooLarge),
-                other => self.error(method, url, ErrorKind::Transport(format!("reading body: {other}"))),
+                other => self.error(
+                    method,
+                    url,
+                    ErrorKind::Transport(format!("reading body: {other}")),
+                ),
             })?;
-        Ok(Response { status, body, rate_remaining, rate_reset, retry_after })
+        Ok(Response {
+            status,
+            body,
+            rate_remaining,
+            rate_reset,
+            retry_after,
+        })
     }
 
     /// Sends and requires a 2xx carrying JSON of type `T`.
@@ -226,7 +252,12 @@ impl Client {
     }
 
     /// Decodes a JSON body, naming what was wrong in one line.
-    pub fn decode<T: DeserializeOwned>(&self, method: &str, url: &str, body: &[u8]) -> Result<T, PeerError> {
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &str,
+        body: &[u8],
+    ) -> Result<T, PeerError> {
         serde_json::from_slice(body).map_err(|e| {
             let what = if looks_like_html(body) {
                 "an HTML page instead of JSON".to_string()
@@ -296,19 +327,29 @@ mod tests {
     #[test]
     fn redact_replaces_every_occurrence() {
         let s = vec!["tok123".to_string()];
-        assert_eq!(redact("GET /bottok123/sendMessage tok123", &s), "GET /bot***/sendMessage ***");
+        assert_eq!(
+            redact("GET /bottok123/sendMessage tok123", &s),
+            "GET /bot***/sendMessage ***"
+        );
     }
 
     #[test]
     fn snippet_is_short_and_names_html() {
-        assert_eq!(snippet(b"<!DOCTYPE html><html>502</html>"), "an HTML error page");
+        assert_eq!(
+            snippet(b"<!DOCTYPE html><html>502</html>"),
+            "an HTML error page"
+        );
         assert_eq!(snippet(b"line one\nline two"), "line one");
         assert_eq!(snippet(&[b'x'; 500]).len(), 120);
     }
 
     #[test]
     fn errors_name_peer_and_endpoint_without_secrets() {
-        let c = Client::new(Peer::Telegram, Duration::from_secs(1), vec!["SECRET".into()]);
+        let c = Client::new(
+            Peer::Telegram,
+            Duration::from_secs(1),
+            vec!["SECRET".into()],
+        );
         let e = c.error(
             "POST",
             "http://127.0.0.1:1/botSECRET/sendMessage",
@@ -316,6 +357,9 @@ mod tests {
         );
         let text = e.to_string();
         assert!(!text.contains("SECRET"), "{text}");
-        assert!(text.starts_with("telegram POST http://127.0.0.1:1/bot***/sendMessage"), "{text}");
+        assert!(
+            text.starts_with("telegram POST http://127.0.0.1:1/bot***/sendMessage"),
+            "{text}"
+        );
     }
 }

@@ -110,7 +110,11 @@ pub struct Orchestrator {
 
 impl Orchestrator {
     pub fn new(cfg: &crate::config::Orchestrator, http: Client) -> Orchestrator {
-        let token = cfg.token.as_ref().map(|t| t.expose().to_string()).unwrap_or_default();
+        let token = cfg
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default();
         Orchestrator {
             webhook_http: http.with_timeout(cfg.webhook_timeout),
             http,
@@ -127,7 +131,10 @@ impl Orchestrator {
 
     fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, PeerError> {
         let url = format!("{}{path}", self.base);
-        let headers = [("Authorization", self.auth.as_str()), ("Accept", "application/json")];
+        let headers = [
+            ("Authorization", self.auth.as_str()),
+            ("Accept", "application/json"),
+        ];
         self.http.json("GET", &url, &headers, None).map(|(v, _)| v)
     }
 
@@ -163,7 +170,10 @@ impl Orchestrator {
         let url = format!("{}/reconcile/v1/tasks/{task_id}/advance", self.base);
         let body = serde_json::to_vec(&serde_json::json!({ "expected_stage": expected_stage }))
             .unwrap_or_default();
-        let headers = [("Authorization", self.auth.as_str()), ("Accept", "application/json")];
+        let headers = [
+            ("Authorization", self.auth.as_str()),
+            ("Accept", "application/json"),
+        ];
         let resp = self.http.send("POST", &url, &headers, Some(&body))?;
         match resp.status {
             200..=299 => {
@@ -171,7 +181,10 @@ impl Orchestrator {
                 let detail = b.detail.unwrap_or_default();
                 if b.advanced {
                     let stage_after = b.stage_after.unwrap_or_default();
-                    Ok(Advance::Advanced { stage_after, detail })
+                    Ok(Advance::Advanced {
+                        stage_after,
+                        detail,
+                    })
                 } else {
                     Ok(Advance::GateRed { detail })
                 }
@@ -191,7 +204,10 @@ impl Orchestrator {
     pub fn replay(&self, body: &[u8]) -> Result<(), PeerError> {
         let url = format!("{}{}", self.base, self.webhook_path);
         let delivery = uuid::Uuid::new_v4().to_string();
-        let signature = self.webhook_secret.as_ref().map(|s| sign(s.expose().as_bytes(), body));
+        let signature = self
+            .webhook_secret
+            .as_ref()
+            .map(|s| sign(s.expose().as_bytes(), body));
         let mut headers = vec![
             ("X-Plane-Event", "issue"),
             ("X-Plane-Delivery", delivery.as_str()),
@@ -211,7 +227,10 @@ impl Orchestrator {
 
 fn parse_task(v: serde_json::Value) -> Result<Task, BadTask> {
     let id = v.get("id").and_then(|i| i.as_i64());
-    Task::deserialize(&v).map_err(|e| BadTask { id, error: format!("orchestrator task list: {e}") })
+    Task::deserialize(&v).map_err(|e| BadTask {
+        id,
+        error: format!("orchestrator task list: {e}"),
+    })
 }
 
 /// Lowercase hex HMAC-SHA256 of the exact body bytes (X-Plane-Signature).
@@ -231,7 +250,9 @@ pub fn encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -252,8 +273,10 @@ mod tests {
 
     #[test]
     fn task_missing_optionals_default_and_nulls_are_accepted() {
-        let t = parse_task(serde_json::json!({"id": 7, "stage": "testing", "active_job": null,
-            "depends_on": null, "extra": 1}))
+        let t = parse_task(
+            serde_json::json!({"id": 7, "stage": "testing", "active_job": null,
+            "depends_on": null, "extra": 1}),
+        )
         .unwrap();
         assert_eq!(t.id, 7);
         assert!(!t.active_job);

@@ -24,7 +24,9 @@ pub enum PlaneFailure {
 impl std::fmt::Display for PlaneFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PlaneFailure::Reserve => f.write_str("plane: request budget at the reserve; not calling Plane again this tick"),
+            PlaneFailure::Reserve => f.write_str(
+                "plane: request budget at the reserve; not calling Plane again this tick",
+            ),
             PlaneFailure::RateLimited(e) | PlaneFailure::Failed(e) => write!(f, "{e}"),
         }
     }
@@ -52,8 +54,16 @@ impl Issue {
             Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_string),
             _ => None,
         };
-        let updated_at = raw.get("updated_at").and_then(Value::as_str).map(str::to_string);
-        Ok(Issue { id, state, updated_at, raw })
+        let updated_at = raw
+            .get("updated_at")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Issue {
+            id,
+            state,
+            updated_at,
+            raw,
+        })
     }
 }
 
@@ -70,7 +80,9 @@ pub struct Page {
 /// Walks a paginated listing: stops when Plane says there is no next page,
 /// when the cursor is missing, or when a cursor repeats (a broken server
 /// must not loop us forever).
-pub fn walk_pages<E>(mut fetch: impl FnMut(Option<&str>) -> Result<Page, E>) -> Result<Vec<Value>, E> {
+pub fn walk_pages<E>(
+    mut fetch: impl FnMut(Option<&str>) -> Result<Page, E>,
+) -> Result<Vec<Value>, E> {
     let mut out = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut cursor: Option<String> = None;
@@ -110,7 +122,11 @@ impl Plane {
             ),
             items_path: cfg.items_path.clone(),
             per_page: cfg.per_page,
-            key: cfg.api_key.as_ref().map(|k| k.expose().to_string()).unwrap_or_default(),
+            key: cfg
+                .api_key
+                .as_ref()
+                .map(|k| k.expose().to_string())
+                .unwrap_or_default(),
             reserve: i64::from(cfg.rate_reserve),
             remaining: AtomicI64::new(i64::MIN),
         }
@@ -126,20 +142,33 @@ impl Plane {
     }
 
     fn call(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Value, PlaneFailure> {
-        if let Some(r) = self.remaining() {
-            if r <= self.reserve {
-                return Err(PlaneFailure::Reserve);
-            }
+        if let Some(r) = self.remaining()
+            && r <= self.reserve
+        {
+            return Err(PlaneFailure::Reserve);
         }
-        let headers = [("X-API-Key", self.key.as_str()), ("Accept", "application/json")];
-        let resp = self.http.send(method, url, &headers, body).map_err(PlaneFailure::Failed)?;
+        let headers = [
+            ("X-API-Key", self.key.as_str()),
+            ("Accept", "application/json"),
+        ];
+        let resp = self
+            .http
+            .send(method, url, &headers, body)
+            .map_err(PlaneFailure::Failed)?;
         if let Some(r) = resp.rate_remaining {
             self.remaining.store(r, Ordering::Relaxed);
         }
         match resp.status {
-            200..=299 => self.http.decode(method, url, &resp.body).map_err(PlaneFailure::Failed),
-            429 => Err(PlaneFailure::RateLimited(self.http.status_error(method, url, &resp))),
-            _ => Err(PlaneFailure::Failed(self.http.status_error(method, url, &resp))),
+            200..=299 => self
+                .http
+                .decode(method, url, &resp.body)
+                .map_err(PlaneFailure::Failed),
+            429 => Err(PlaneFailure::RateLimited(
+                self.http.status_error(method, url, &resp),
+            )),
+            _ => Err(PlaneFailure::Failed(
+                self.http.status_error(method, url, &resp),
+            )),
         }
     }
 
@@ -157,7 +186,10 @@ impl Plane {
     fn list(&self, first: &str) -> Result<Vec<Value>, PlaneFailure> {
         walk_pages(|cursor| match cursor {
             None => self.page(first),
-            Some(c) => self.page(&format!("{first}&cursor={}", super::orchestrator::encode(c))),
+            Some(c) => self.page(&format!(
+                "{first}&cursor={}",
+                super::orchestrator::encode(c)
+            )),
         })
     }
 
@@ -184,7 +216,11 @@ impl Plane {
             "{}/{project}/{}/?per_page={}&expand=state",
             self.base, self.items_path, self.per_page
         );
-        Ok(self.list(&url)?.into_iter().map(Issue::from_value).collect())
+        Ok(self
+            .list(&url)?
+            .into_iter()
+            .map(Issue::from_value)
+            .collect())
     }
 
     pub fn issue(&self, project: &str, issue_id: &str) -> Result<Issue, PlaneFailure> {
@@ -199,7 +235,12 @@ impl Plane {
         })
     }
 
-    pub fn set_state(&self, project: &str, issue_id: &str, state: &str) -> Result<(), PlaneFailure> {
+    pub fn set_state(
+        &self,
+        project: &str,
+        issue_id: &str,
+        state: &str,
+    ) -> Result<(), PlaneFailure> {
         let url = format!("{}/{project}/{}/{issue_id}/", self.base, self.items_path);
         let body = serde_json::to_vec(&serde_json::json!({ "state": state })).unwrap_or_default();
         self.call("PATCH", &url, Some(&body)).map(|_| ())
@@ -230,7 +271,13 @@ mod tests {
             })
         })
         .unwrap();
-        assert_eq!(all, vec![1, 2, 3, 4, 5].into_iter().map(Value::from).collect::<Vec<_>>());
+        assert_eq!(
+            all,
+            vec![1, 2, 3, 4, 5]
+                .into_iter()
+                .map(Value::from)
+                .collect::<Vec<_>>()
+        );
         assert_eq!(calls.len(), 3);
     }
 

@@ -39,7 +39,11 @@ pub struct Telegram {
 
 impl Telegram {
     pub fn new(cfg: &crate::config::Telegram, http: Client) -> Telegram {
-        let token = cfg.bot_token.as_ref().map(|t| t.expose().to_string()).unwrap_or_default();
+        let token = cfg
+            .bot_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default();
         Telegram {
             http,
             base: format!("{}/bot{token}", cfg.api_url.trim_end_matches('/')),
@@ -66,7 +70,11 @@ impl Telegram {
         let resp = self
             .http
             .send("POST", &url, &[], Some(&bytes))
-            .map_err(|error| SendFailure { permanent: false, retry_after: None, error })?;
+            .map_err(|error| SendFailure {
+                permanent: false,
+                retry_after: None,
+                error,
+            })?;
         let envelope: Option<Envelope> = serde_json::from_slice(&resp.body).ok();
         if (200..300).contains(&resp.status) {
             return match envelope {
@@ -74,9 +82,11 @@ impl Telegram {
                 _ => Err(SendFailure {
                     permanent: false,
                     retry_after: None,
-                    error: self.http.decode::<Envelope>("POST", &url, &resp.body).err().unwrap_or_else(
-                        || self.http.status_error("POST", &url, &resp),
-                    ),
+                    error: self
+                        .http
+                        .decode::<Envelope>("POST", &url, &resp.body)
+                        .err()
+                        .unwrap_or_else(|| self.http.status_error("POST", &url, &resp)),
                 }),
             };
         }

@@ -42,7 +42,10 @@ impl Test {
     pub fn new() -> Test {
         let project = SimProject::new(&pid(), "ET", REPO);
         Test {
-            scenario: Scenario { projects: vec![project], ..Scenario::default() },
+            scenario: Scenario {
+                projects: vec![project],
+                ..Scenario::default()
+            },
             settings: BTreeMap::new(),
             telegram: true,
             extra_projects: Vec::new(),
@@ -119,10 +122,17 @@ impl Test {
         let bot = secret("telegram.token", &s.telegram_bot_token);
         let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut put = |section: &str, key: &str, value: String| {
-            sections.entry(section.into()).or_default().push((key.into(), value));
+            sections
+                .entry(section.into())
+                .or_default()
+                .push((key.into(), value));
         };
         put("state", "path", q(&dir.path().join("state.sqlite")));
-        put("orchestrator", "url", format!("{:?}", sim.orchestrator_url()));
+        put(
+            "orchestrator",
+            "url",
+            format!("{:?}", sim.orchestrator_url()),
+        );
         put("orchestrator", "token_file", q(&orch));
         put("orchestrator", "timeout_s", "3".into());
         put("orchestrator", "webhook_timeout_s", "3".into());
@@ -151,7 +161,10 @@ impl Test {
             toml.push('\n');
         }
         for p in &s.projects {
-            toml.push_str(&format!("[[projects]]\nrepo = {:?}\nplane_project_id = {:?}\n\n", p.repo, p.id));
+            toml.push_str(&format!(
+                "[[projects]]\nrepo = {:?}\nplane_project_id = {:?}\n\n",
+                p.repo, p.id
+            ));
         }
         for extra in &self.extra_projects {
             toml.push_str(extra);
@@ -165,7 +178,13 @@ impl Test {
             s.plane_api_key.clone(),
             s.telegram_bot_token.clone(),
         ];
-        Stack { sim, dir, config, secrets, env: self.env }
+        Stack {
+            sim,
+            dir,
+            config,
+            secrets,
+            env: self.env,
+        }
     }
 }
 
@@ -262,7 +281,11 @@ pub struct Run {
 
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -273,7 +296,8 @@ impl Run {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
     }
 
     pub fn stdout_has(&self, text: &str) -> &Run {
@@ -293,7 +317,10 @@ impl Run {
 
     /// The F-1 units of a JSON report.
     pub fn gate_units(&self) -> Vec<Value> {
-        self.json()["gate"]["units"].as_array().cloned().unwrap_or_default()
+        self.json()["gate"]["units"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The F-1 unit of `task`.
