@@ -35,6 +35,8 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Gate => run_tick(&cli, tick::Command::Gate),
+        Command::Plane => run_tick(&cli, tick::Command::Plane),
+        Command::All => run_tick(&cli, tick::Command::All),
         Command::Status => status(&cli),
         Command::Demo => crate::demo::run(cli.output, cli.verbose > 0),
     }

@@ -64,6 +64,10 @@ pub enum Format {
 pub enum Command {
     /// One F-1 pass: advance tasks whose quality gate is green
     Gate,
+    /// One F-2 pass: replay lost Plane webhooks (start, resume, verdict)
+    Plane,
+    /// One tick: F-1 then F-2
+    All,
     /// Persisted counters; needs only the sidecar
     Status,
     /// Run a real tick against a built-in simulated stack (no config needed)

@@ -17,7 +17,7 @@ pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
     let dir = TempDir::new()?;
     let cfg = config(&sim, dir.path())?;
     let opts = tick::Options {
-        command: tick::Command::Gate,
+        command: tick::Command::All,
         dry_run: false,
         wait_lock: Duration::ZERO,
     };

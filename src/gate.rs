@@ -25,6 +25,21 @@ pub enum Unresolved {
     RateLimited,
 }
 
+impl Unresolved {
+    /// The request budget, not a failure: the unit is deferred.
+    pub fn is_budget(self) -> bool {
+        matches!(self, Unresolved::Reserve | Unresolved::RateLimited)
+    }
+
+    /// The deferral reason of a budget cause.
+    pub fn reason(self) -> Reason {
+        match self {
+            Unresolved::RateLimited => Reason::RateLimited,
+            _ => Reason::RateReserve,
+        }
+    }
+}
+
 /// Row 7: the task's Plane issue, as far as it could be resolved.
 #[derive(Debug, Clone)]
 pub enum PlaneView {
@@ -105,8 +120,7 @@ pub fn plane_guards(view: &PlaneView, cfg: &Reconcile) -> Verdict {
         }
         // The escape hatch for a Plane outage: go on without Guard 2.
         PlaneView::Unresolved(_) if !cfg.skip_blocked_enabled => Verdict::Proceed,
-        PlaneView::Unresolved(Unresolved::Reserve) => Verdict::Defer(Reason::RateReserve),
-        PlaneView::Unresolved(Unresolved::RateLimited) => Verdict::Defer(Reason::RateLimited),
+        PlaneView::Unresolved(u) if u.is_budget() => Verdict::Defer(u.reason()),
         PlaneView::Unresolved(_) => Verdict::Skip(Reason::PlaneUnresolved),
     }
 }

@@ -9,6 +9,7 @@ pub mod logging;
 pub mod notify;
 pub mod outcome;
 pub mod peers;
+pub mod plane_pass;
 pub mod report;
 pub mod sidecar;
 pub mod sim;

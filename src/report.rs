@@ -67,11 +67,65 @@ pub struct PlaneUnit {
     pub outbox_id: Option<i64>,
 }
 
+impl PlaneUnit {
+    pub fn new(
+        issue_id: &str,
+        trigger: crate::plane_pass::Trigger,
+        outcome: Outcome,
+        reason: Option<Reason>,
+    ) -> PlaneUnit {
+        PlaneUnit {
+            issue_id: issue_id.to_string(),
+            task_id: None,
+            work_item_id: None,
+            state_key: Some(trigger.key().to_string()),
+            outcome,
+            reason,
+            detail: None,
+            notification: None,
+            failed: false,
+            outbox_id: None,
+        }
+    }
+
+    /// A unit that failed before its trigger was known.
+    pub fn failed(issue_id: String, detail: String) -> PlaneUnit {
+        PlaneUnit {
+            issue_id,
+            task_id: None,
+            work_item_id: None,
+            state_key: None,
+            outcome: Outcome::Error,
+            reason: None,
+            detail: Some(detail),
+            notification: None,
+            failed: true,
+            outbox_id: None,
+        }
+    }
+
+    pub fn with_trigger(mut self, trigger: crate::plane_pass::Trigger) -> PlaneUnit {
+        self.state_key = Some(trigger.key().to_string());
+        self
+    }
+
+    pub fn with_task(mut self, task: Option<&crate::peers::orchestrator::Task>) -> PlaneUnit {
+        if let Some(t) = task {
+            self.task_id = Some(t.id);
+            self.work_item_id = t.work_item().map(str::to_string);
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectReport {
     pub plane_project_id: String,
     pub repo: String,
     pub error: Option<String>,
+    /// Not reached: the deadline, the rate reserve or a Plane 429.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Reason>,
     pub issues_listed: usize,
     pub requests: u64,
 }

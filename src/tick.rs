@@ -22,6 +22,8 @@ use crate::sidecar::{self, Sidecar, TickLock};
 use crate::states::{StateMap, merge_state_names};
 use crate::timestamp;
 
+mod plane;
+
 /// Telegram has no timeout key; its API answers fast or not at all.
 const TELEGRAM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -170,11 +172,7 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         report.gate = tick.gate_pass()?;
     }
     if matches!(opts.command, Command::Plane | Command::All) {
-        report.plane = PlanePass {
-            ran: false,
-            reason: Some("not_implemented"),
-            ..PlanePass::default()
-        };
+        report.plane = tick.plane_pass()?;
     }
 
     // Delivery: not in dry-run, not under the kill switch, not past the deadline.

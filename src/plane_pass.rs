@@ -1,0 +1,381 @@
+//! F-2, the Plane side (DESIGN §5.2): which issues in To Analyse, Approved
+//! or Rejected get their lost webhook replayed, and what a replay changed.
+//! Pure: facts in, verdicts out; the tick fetches and replays.
+
+use time::OffsetDateTime;
+
+use crate::config::Reconcile;
+use crate::outcome::{Outcome, Reason};
+use crate::peers::orchestrator::Task;
+use crate::states::StateMap;
+
+/// Which lost webhook an issue's state stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    ToAnalyse,
+    Approved,
+    Rejected,
+}
+
+impl Trigger {
+    pub fn key(self) -> &'static str {
+        match self {
+            Trigger::ToAnalyse => "to_analyse",
+            Trigger::Approved => "approved",
+            Trigger::Rejected => "rejected",
+        }
+    }
+}
+
+/// The project's trigger states. A key without a state (even aliased)
+/// turns its branch off for the project.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub to_analyse: Option<String>,
+    pub approved: Option<String>,
+    pub rejected: Option<String>,
+}
+
+impl Wanted {
+    pub fn from_states(states: &StateMap) -> Wanted {
+        Wanted {
+            to_analyse: states.uuid("to_analyse").map(str::to_string),
+            approved: states.uuid("approved").map(str::to_string),
+            rejected: states.uuid("rejected").map(str::to_string),
+        }
+    }
+
+    /// The keys with no state, for the warning.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            (Trigger::ToAnalyse, &self.to_analyse),
+            (Trigger::Approved, &self.approved),
+            (Trigger::Rejected, &self.rejected),
+        ]
+        .into_iter()
+        .filter(|(_, u)| u.is_none())
+        .map(|(t, _)| t.key())
+        .collect()
+    }
+
+    /// The first matching key wins when aliasing made two equal.
+    pub fn trigger(&self, state: &str) -> Option<Trigger> {
+        if self.to_analyse.as_deref() == Some(state) {
+            Some(Trigger::ToAnalyse)
+        } else if self.approved.as_deref() == Some(state) {
+            Some(Trigger::Approved)
+        } else if self.rejected.as_deref() == Some(state) {
+            Some(Trigger::Rejected)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a replay is meant to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// To Analyse, no task: the lost start.
+    Start,
+    /// To Analyse, an idle task: the lost resume.
+    Resume,
+    /// Approved / Rejected with a task: the lost verdict.
+    Verdict,
+}
+
+impl Action {
+    pub fn dry_run_outcome(self) -> Outcome {
+        match self {
+            Action::Start => Outcome::WouldStart,
+            Action::Resume => Outcome::WouldResume,
+            Action::Verdict => Outcome::WouldApplyVerdict,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Skip(Reason),
+    Defer(Reason),
+    Replay(Action),
+}
+
+/// Rows 1–2, which need no task: a terminal issue, a young issue. A
+/// missing or unparseable `updated_at` counts as old enough (the seed).
+pub fn issue_guards(
+    state: &str,
+    states: &StateMap,
+    updated_at: Option<&str>,
+    cfg: &Reconcile,
+    now: OffsetDateTime,
+) -> Option<Reason> {
+    if states.is_terminal(state) {
+        return Some(Reason::TerminalState);
+    }
+    let age = updated_at.and_then(|ts| crate::timestamp::age_seconds(ts, now));
+    if age.is_some_and(|a| a < cfg.grace_default_s as f64) {
+        return Some(Reason::Young);
+    }
+    None
+}
+
+/// Rows 0 and 3–8, once the issue's task has been read.
+pub fn decide(trigger: Trigger, task: Option<&Task>, cfg: &Reconcile, actions: u64) -> Decision {
+    if let Some(w) = task.and_then(Task::work_item)
+        && cfg.skip_work_items.iter().any(|s| s == w)
+    {
+        return Decision::Skip(Reason::Excluded);
+    }
+    if task.is_some_and(|t| t.active_job) {
+        return Decision::Skip(Reason::InFlight);
+    }
+    let action = match (trigger, task) {
+        (Trigger::ToAnalyse, None) => Action::Start,
+        (Trigger::ToAnalyse, Some(_)) => Action::Resume,
+        (Trigger::Approved | Trigger::Rejected, Some(_)) => Action::Verdict,
+        (Trigger::Approved | Trigger::Rejected, None) => return Decision::Skip(Reason::NoTask),
+    };
+    if cfg.max_actions > 0 && actions >= cfg.max_actions {
+        return Decision::Defer(Reason::ActionCap);
+    }
+    Decision::Replay(action)
+}
+
+/// After a replay, from the task as read before and after: did it change
+/// anything worth announcing?
+pub fn confirm(action: Action, before: Option<&Task>, after: Option<&Task>) -> Outcome {
+    match action {
+        Action::Start if after.is_some() => Outcome::Started,
+        Action::Start => Outcome::StartNoop,
+        Action::Resume => {
+            let changed = match (before, after) {
+                (Some(b), Some(a)) => a.stage != b.stage || (a.active_job && !b.active_job),
+                _ => false,
+            };
+            if changed {
+                Outcome::Resumed
+            } else {
+                Outcome::ResumeNoop
+            }
+        }
+        Action::Verdict => {
+            let changed = match (before, after) {
+                (Some(b), Some(a)) => a.stage != b.stage,
+                _ => false,
+            };
+            if changed {
+                Outcome::VerdictApplied
+            } else {
+                Outcome::VerdictNoop
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::states::PlaneState;
+    use std::collections::BTreeMap;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-09 12:00 UTC);
+
+    fn states(names: &[(&str, &str)]) -> StateMap {
+        let s: Vec<PlaneState> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, group))| PlaneState {
+                id: format!("u-{}", crate::states::fold(name)),
+                name: (*name).into(),
+                group: Some((*group).into()),
+                sequence: Some(i as f64),
+            })
+            .collect();
+        StateMap::build(&s, &BTreeMap::new())
+    }
+
+    fn full() -> StateMap {
+        states(&[
+            ("To Analyse", "unstarted"),
+            ("In Progress", "started"),
+            ("Approved", "started"),
+            ("Rejected", "started"),
+            ("Done", "completed"),
+            ("Cancelled", "cancelled"),
+        ])
+    }
+
+    fn task(stage: &str) -> Task {
+        Task {
+            id: 7,
+            stage: stage.into(),
+            work_item_id: Some("ET-7".into()),
+            ..Task::default()
+        }
+    }
+
+    #[test]
+    fn wanted_uses_aliases_and_reports_missing_keys() {
+        let m = states(&[
+            ("In Progress", "started"),
+            ("Approved", "started"),
+            ("Done", "completed"),
+        ]);
+        let w = Wanted::from_states(&m);
+        assert_eq!(w.to_analyse.as_deref(), Some("u-inprogress"));
+        assert_eq!(w.missing(), vec!["rejected"]);
+        assert_eq!(w.trigger("u-inprogress"), Some(Trigger::ToAnalyse));
+        assert_eq!(w.trigger("u-done"), None);
+    }
+
+    #[test]
+    fn first_matching_key_wins_when_two_are_equal() {
+        let w = Wanted {
+            to_analyse: Some("x".into()),
+            approved: Some("x".into()),
+            rejected: Some("y".into()),
+        };
+        assert_eq!(w.trigger("x"), Some(Trigger::ToAnalyse));
+    }
+
+    #[test]
+    fn row1_terminal_issue() {
+        let m = full();
+        let r = issue_guards("u-done", &m, None, &Reconcile::default(), NOW);
+        assert_eq!(r, Some(Reason::TerminalState));
+        let r = issue_guards("u-cancelled", &m, None, &Reconcile::default(), NOW);
+        assert_eq!(r, Some(Reason::TerminalState));
+    }
+
+    #[test]
+    fn row2_young_issue_and_unknown_age_is_old_enough() {
+        let m = full();
+        let cfg = Reconcile::default();
+        assert_eq!(
+            issue_guards("u-approved", &m, Some("2026-06-09T11:58:00Z"), &cfg, NOW),
+            Some(Reason::Young)
+        );
+        assert_eq!(
+            issue_guards("u-approved", &m, Some("2026-06-09T10:00:00Z"), &cfg, NOW),
+            None
+        );
+        assert_eq!(issue_guards("u-approved", &m, None, &cfg, NOW), None);
+        assert_eq!(
+            issue_guards("u-approved", &m, Some("garbage"), &cfg, NOW),
+            None
+        );
+    }
+
+    #[test]
+    fn row0_excluded_work_item() {
+        let mut cfg = Reconcile::default();
+        cfg.skip_work_items = vec!["ET-7".into()];
+        let t = task("review");
+        assert_eq!(
+            decide(Trigger::Approved, Some(&t), &cfg, 0),
+            Decision::Skip(Reason::Excluded)
+        );
+    }
+
+    #[test]
+    fn row3_in_flight() {
+        let t = Task {
+            active_job: true,
+            ..task("review")
+        };
+        let d = decide(Trigger::Approved, Some(&t), &Reconcile::default(), 0);
+        assert_eq!(d, Decision::Skip(Reason::InFlight));
+    }
+
+    #[test]
+    fn row4_action_cap() {
+        let mut cfg = Reconcile::default();
+        cfg.max_actions = 1;
+        assert_eq!(
+            decide(Trigger::ToAnalyse, None, &cfg, 1),
+            Decision::Defer(Reason::ActionCap)
+        );
+        cfg.max_actions = 0;
+        assert_eq!(
+            decide(Trigger::ToAnalyse, None, &cfg, 99),
+            Decision::Replay(Action::Start)
+        );
+    }
+
+    #[test]
+    fn rows5_to_8_pick_the_replay() {
+        let cfg = Reconcile::default();
+        let t = task("analysis");
+        assert_eq!(
+            decide(Trigger::ToAnalyse, None, &cfg, 0),
+            Decision::Replay(Action::Start)
+        );
+        assert_eq!(
+            decide(Trigger::ToAnalyse, Some(&t), &cfg, 0),
+            Decision::Replay(Action::Resume)
+        );
+        assert_eq!(
+            decide(Trigger::Approved, Some(&t), &cfg, 0),
+            Decision::Replay(Action::Verdict)
+        );
+        assert_eq!(
+            decide(Trigger::Rejected, Some(&t), &cfg, 0),
+            Decision::Replay(Action::Verdict)
+        );
+        assert_eq!(
+            decide(Trigger::Approved, None, &cfg, 0),
+            Decision::Skip(Reason::NoTask)
+        );
+        assert_eq!(
+            decide(Trigger::Rejected, None, &cfg, 0),
+            Decision::Skip(Reason::NoTask)
+        );
+    }
+
+    #[test]
+    fn confirm_start_needs_a_task_afterwards() {
+        let t = task("analysis");
+        assert_eq!(confirm(Action::Start, None, Some(&t)), Outcome::Started);
+        assert_eq!(confirm(Action::Start, None, None), Outcome::StartNoop);
+    }
+
+    #[test]
+    fn confirm_resume_needs_a_stage_change_or_a_new_job() {
+        let before = task("analysis");
+        assert_eq!(
+            confirm(Action::Resume, Some(&before), Some(&before)),
+            Outcome::ResumeNoop
+        );
+        let moved = task("architecture");
+        assert_eq!(
+            confirm(Action::Resume, Some(&before), Some(&moved)),
+            Outcome::Resumed
+        );
+        let busy = Task {
+            active_job: true,
+            ..task("analysis")
+        };
+        assert_eq!(
+            confirm(Action::Resume, Some(&before), Some(&busy)),
+            Outcome::Resumed
+        );
+    }
+
+    #[test]
+    fn confirm_verdict_needs_a_stage_change() {
+        let before = task("review");
+        assert_eq!(
+            confirm(Action::Verdict, Some(&before), Some(&before)),
+            Outcome::VerdictNoop
+        );
+        assert_eq!(
+            confirm(Action::Verdict, Some(&before), Some(&task("done"))),
+            Outcome::VerdictApplied
+        );
+        assert_eq!(
+            confirm(Action::Verdict, Some(&before), None),
+            Outcome::VerdictNoop
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The F-2 shell: list each project's trigger issues, read each issue's
+//! task fresh, replay the lost webhook, confirm what it changed.
+
+use serde_json::{Value, json};
+
+use super::{Blind, Tick, Unblock};
+use crate::config::Project;
+use crate::outcome::{Outcome, Reason};
+use crate::peers::orchestrator::Task;
+use crate::peers::plane::{Issue, PlaneFailure};
+use crate::plane_pass::{self, Action, Decision, Trigger, Wanted};
+use crate::report::{PlanePass, PlaneUnit, ProjectReport};
+use crate::sidecar;
+use crate::states::StateMap;
+
+impl Tick<'_> {
+    pub(super) fn plane_pass(&mut self) -> anyhow::Result<PlanePass> {
+        let mut pass = PlanePass {
+            ran: true,
+            ..PlanePass::default()
+        };
+        if !self.cfg.reconcile.enabled || !self.cfg.reconcile.plane_enabled {
+            pass.ran = false;
+            pass.reason = Some("disabled");
+            return Ok(pass);
+        }
+        let config = self.cfg;
+        let projects: Vec<&Project> = config.projects.iter().filter(|p| p.enabled).collect();
+        let mut unreachable = 0;
+        for project in &projects {
+            if !self.cut_by_deadline && self.past_deadline() {
+                log::warn!("deadline reached; the remaining projects are deferred");
+                self.cut_by_deadline = true;
+            }
+            if self.cut_by_deadline {
+                pass.projects.push(ProjectReport {
+                    plane_project_id: project.plane_project_id.clone(),
+                    repo: project.repo.clone(),
+                    error: None,
+                    deferred: Some(Reason::Deadline),
+                    issues_listed: 0,
+                    requests: 0,
+                });
+                continue;
+            }
+            let before = self.plane.client().requests();
+            let mut report = ProjectReport {
+                plane_project_id: project.plane_project_id.clone(),
+                repo: project.repo.clone(),
+                error: None,
+                deferred: None,
+                issues_listed: 0,
+                requests: 0,
+            };
+            match self.project_states(project) {
+                Ok(states) => self.plane_project(project, &states, &mut report, &mut pass.units)?,
+                Err(b) => {
+                    if b.cause.is_budget() {
+                        report.deferred = Some(b.cause.reason());
+                    } else {
+                        unreachable += 1;
+                        log::error!("F-2: project {} failed: {}", project.repo, b.message);
+                        report.error = Some(b.message);
+                    }
+                }
+            }
+            report.requests = self.plane.client().requests() - before;
+            pass.projects.push(report);
+        }
+        if !projects.is_empty() && unreachable == projects.len() {
+            pass.ran = false;
+            pass.reason = Some("unavailable");
+            pass.error = Some("the Plane states of every project are unreachable".into());
+        }
+        Ok(pass)
+    }
+
+    fn plane_project(
+        &mut self,
+        project: &Project,
+        states: &StateMap,
+        report: &mut ProjectReport,
+        units: &mut Vec<PlaneUnit>,
+    ) -> anyhow::Result<()> {
+        let wanted = Wanted::from_states(states);
+        let missing = wanted.missing();
+        if !missing.is_empty() {
+            log::warn!(
+                "project {}: no Plane state for {}; that branch is off for this project",
+                project.repo,
+                missing.join(", ")
+            );
+        }
+        let issues = match self.plane.issues(&project.plane_project_id) {
+            Ok(issues) => issues,
+            Err(f) => {
+                let b = Blind::from(f);
+                if b.cause.is_budget() {
+                    report.deferred = Some(b.cause.reason());
+                } else {
+                    log::error!("F-2: project {} failed: {}", project.repo, b.message);
+                    report.error = Some(b.message);
+                }
+                return Ok(());
+            }
+        };
+        report.issues_listed = issues.len();
+        for issue in issues {
+            let issue = match issue {
+                Ok(i) => i,
+                Err(e) => {
+                    units.push(PlaneUnit::failed(
+                        String::new(),
+                        format!("plane issue list: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let Some(state) = issue.state.clone() else {
+                continue;
+            };
+            let Some(trigger) = wanted.trigger(&state) else {
+                continue;
+            };
+            if !self.cut_by_deadline && self.past_deadline() {
+                log::warn!("deadline reached; the remaining issues are deferred");
+                self.cut_by_deadline = true;
+            }
+            let unit = if self.cut_by_deadline {
+                PlaneUnit::new(
+                    &issue.id,
+                    trigger,
+                    Outcome::Deferred,
+                    Some(Reason::Deadline),
+                )
+            } else {
+                self.plane_issue(project, states, &issue, &state, trigger)?
+            };
+            if unit.failed {
+                log::error!(
+                    "F-2: issue {} failed: {}",
+                    unit.issue_id,
+                    unit.detail.as_deref().unwrap_or("")
+                );
+            }
+            units.push(unit);
+        }
+        Ok(())
+    }
+
+    fn plane_issue(
+        &mut self,
+        project: &Project,
+        states: &StateMap,
+        issue: &Issue,
+        state: &str,
+        trigger: Trigger,
+    ) -> anyhow::Result<PlaneUnit> {
+        let cfg = &self.cfg.reconcile;
+        if let Some(reason) =
+            plane_pass::issue_guards(state, states, issue.updated_at.as_deref(), cfg, self.now)
+        {
+            return Ok(PlaneUnit::new(
+                &issue.id,
+                trigger,
+                Outcome::Skipped,
+                Some(reason),
+            ));
+        }
+        let task = match self.orchestrator.task_by_issue(&issue.id) {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(PlaneUnit::failed(issue.id.clone(), e.to_string()).with_trigger(trigger));
+            }
+        };
+        let mut unit =
+            PlaneUnit::new(&issue.id, trigger, Outcome::Skipped, None).with_task(task.as_ref());
+        let action = match plane_pass::decide(trigger, task.as_ref(), cfg, self.actions) {
+            Decision::Skip(r) => {
+                unit.reason = Some(r);
+                return Ok(unit);
+            }
+            Decision::Defer(r) => {
+                unit.outcome = Outcome::Deferred;
+                unit.reason = Some(r);
+                return Ok(unit);
+            }
+            Decision::Replay(a) => a,
+        };
+        self.actions += 1;
+        if self.opts.dry_run {
+            unit.outcome = action.dry_run_outcome();
+            let stage = announced_stage(action, task.as_ref());
+            let u = plane_unblock(action, issue, state, task.as_ref(), task.as_ref(), &stage);
+            unit.notification = Some(self.note_unblock(&mut None, u)?);
+            return Ok(unit);
+        }
+        let body = replay_body(project, states, issue, state, self.workspace_id(issue));
+        if let Err(e) = self.orchestrator.replay(&body) {
+            unit.outcome = Outcome::Error;
+            unit.detail = Some(format!("replay failed, its effect is unknown: {e}"));
+            unit.failed = true;
+            return Ok(unit);
+        }
+        let after = match self.orchestrator.task_by_issue(&issue.id) {
+            Ok(t) => t,
+            Err(e) => {
+                unit.outcome = Outcome::Error;
+                unit.detail = Some(format!(
+                    "replayed, but the task could not be read back: {e}"
+                ));
+                unit.failed = true;
+                return Ok(unit);
+            }
+        };
+        unit.outcome = plane_pass::confirm(action, task.as_ref(), after.as_ref());
+        log::info!(
+            "F-2: issue {} {} → {}",
+            issue.id,
+            trigger.key(),
+            unit.outcome
+        );
+        if matches!(
+            unit.outcome,
+            Outcome::Started | Outcome::Resumed | Outcome::VerdictApplied
+        ) {
+            if unit.task_id.is_none() {
+                unit = unit.with_task(after.as_ref());
+            }
+            let stage = announced_stage(action, task.as_ref());
+            let u = plane_unblock(action, issue, state, task.as_ref(), after.as_ref(), &stage);
+            let mut outbox = None;
+            unit.notification = Some(self.note_unblock(&mut outbox, u)?);
+            unit.outbox_id = outbox;
+        }
+        Ok(unit)
+    }
+
+    fn workspace_id(&self, issue: &Issue) -> Value {
+        issue.raw.get("workspace").cloned().unwrap_or(Value::Null)
+    }
+}
+
+/// The stage a message names: "analysis" for a start, else the stage the
+/// task was in before the replay.
+fn announced_stage(action: Action, before: Option<&Task>) -> String {
+    match (action, before) {
+        (Action::Start, _) | (_, None) => "analysis".into(),
+        (_, Some(t)) => t.stage.clone(),
+    }
+}
+
+/// F-2's de-dup key: the issue id for a start, else the work item id, else
+/// the issue id.
+fn plane_unblock<'t>(
+    action: Action,
+    issue: &Issue,
+    state: &str,
+    before: Option<&'t Task>,
+    after: Option<&'t Task>,
+    stage: &'t str,
+) -> Unblock<'t> {
+    let key = match (action, before.and_then(Task::work_item)) {
+        (Action::Start, _) | (_, None) => issue.id.clone(),
+        (_, Some(w)) => w.to_string(),
+    };
+    let task = after.or(before);
+    Unblock {
+        pass: sidecar::Pass::Plane,
+        key,
+        task_id: task.map(|t| t.id),
+        issue_id: Some(issue.id.clone()),
+        work_item_id: task.and_then(Task::work_item),
+        stage,
+        state_uuid: Some(state.to_string()),
+    }
+}
+
+/// DESIGN §4.2: the issue as Plane returned it, with the state expanded
+/// and the project id, wrapped as Plane wraps a state-change delivery.
+pub fn replay_body(
+    project: &Project,
+    states: &StateMap,
+    issue: &Issue,
+    state: &str,
+    workspace: Value,
+) -> Vec<u8> {
+    let name = states.name_of(state).unwrap_or_default();
+    let group = states.group_of(state).unwrap_or_default();
+    let mut data = match &issue.raw {
+        Value::Object(m) => Value::Object(m.clone()),
+        _ => json!({ "id": issue.id }),
+    };
+    data["state"] = json!({ "id": state, "name": name, "group": group });
+    data["project"] = Value::from(project.plane_project_id.clone());
+    let body = json!({
+        "event": "issue",
+        "action": "updated",
+        "webhook_id": "reconcile",
+        "workspace_id": workspace,
+        "data": data,
+        "activity": {
+            "field": "state",
+            "new_value": name,
+            "old_value": null,
+            "actor": null,
+            "old_identifier": null,
+            "new_identifier": state,
+        },
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+impl From<PlaneFailure> for Blind {
+    fn from(f: PlaneFailure) -> Blind {
+        super::blind(f)
+    }
+}
