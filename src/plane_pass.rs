@@ -269,8 +269,10 @@ mod tests {
 
     #[test]
     fn row0_excluded_work_item() {
-        let mut cfg = Reconcile::default();
-        cfg.skip_work_items = vec!["ET-7".into()];
+        let cfg = Reconcile {
+            skip_work_items: vec!["ET-7".into()],
+            ..Reconcile::default()
+        };
         let t = task("review");
         assert_eq!(
             decide(Trigger::Approved, Some(&t), &cfg, 0),
@@ -290,8 +292,10 @@ mod tests {
 
     #[test]
     fn row4_action_cap() {
-        let mut cfg = Reconcile::default();
-        cfg.max_actions = 1;
+        let mut cfg = Reconcile {
+            max_actions: 1,
+            ..Reconcile::default()
+        };
         assert_eq!(
             decide(Trigger::ToAnalyse, None, &cfg, 1),
             Decision::Defer(Reason::ActionCap)
