@@ -7,10 +7,13 @@ use crate::peers::telegram::{MAX_TEXT, Telegram};
 use crate::sidecar::{OutboxMessage, Sidecar, SidecarError};
 
 /// `{link}` of the templates: the work item's URL when the unit has a work
-/// item id and a link template, else the plain key.
+/// item id and a link template; without a template the work item id itself
+/// (DESIGN is silent there: an id people know beats an issue uuid); else
+/// the plain key.
 pub fn link(link_template: Option<&str>, work_item_id: Option<&str>, key: &str) -> String {
     match (link_template, work_item_id) {
         (Some(t), Some(w)) => t.replace("{work_item_id}", w),
+        (None, Some(w)) => w.to_string(),
         _ => key.to_string(),
     }
 }
@@ -153,6 +156,8 @@ mod tests {
         );
         assert_eq!(link(t, None, "42"), "42");
         assert_eq!(link(None, Some("ET-7"), "ET-7"), "ET-7");
+        assert_eq!(link(None, Some("ET-10"), "issue-uuid"), "ET-10");
+        assert_eq!(link(None, None, "issue-uuid"), "issue-uuid");
     }
 
     #[test]

@@ -22,8 +22,14 @@ pub fn pid() -> String {
     sim_uuid(&["project", "ET"])
 }
 
+/// The id of issue ET-`seq` of project ET.
+pub fn issue_id(seq: i64) -> String {
+    sim_uuid(&["issue", &pid(), &seq.to_string()])
+}
+
 /// A test being set up.
 pub struct Test {
+    webhook_secret: Option<String>,
     scenario: Scenario,
     settings: BTreeMap<String, Vec<(String, String)>>,
     telegram: bool,
@@ -42,6 +48,7 @@ impl Test {
     pub fn new() -> Test {
         let project = SimProject::new(&pid(), "ET", REPO);
         Test {
+            webhook_secret: None,
             scenario: Scenario {
                 projects: vec![project],
                 ..Scenario::default()
@@ -62,6 +69,24 @@ impl Test {
     pub fn task_in(mut self, task: SimTask, state: &str) -> Test {
         let issue = self.scenario.projects[0].add_issue(task.id, state, 2 * HOUR);
         self.scenario.tasks.push(task.issue(&issue));
+        self
+    }
+
+    /// Issue ET-`seq` in `state`, two hours old, without a task.
+    pub fn issue(mut self, seq: i64, state: &str) -> Test {
+        self.scenario.projects[0].add_issue(seq, state, 2 * HOUR);
+        self
+    }
+
+    /// Issue ET-`seq` in `state` with task `seq` in `stage` (idle, red gate).
+    pub fn issue_with_task(self, seq: i64, state: &str, stage: &str) -> Test {
+        self.task_in(SimTask::new(seq, stage).repo(REPO), state)
+    }
+
+    /// The simulator checks signatures with `sim`; our config carries `ours`.
+    pub fn webhook_secrets(mut self, sim: Option<&str>, ours: Option<&str>) -> Test {
+        self.scenario.webhook_secret = sim.map(str::to_string);
+        self.webhook_secret = ours.map(str::to_string);
         self
     }
 
@@ -120,6 +145,10 @@ impl Test {
         let orch = secret("orchestrator.token", &s.orchestrator_token);
         let plane = secret("plane.key", &s.plane_api_key);
         let bot = secret("telegram.token", &s.telegram_bot_token);
+        let webhook = self
+            .webhook_secret
+            .as_ref()
+            .map(|w| secret("webhook.secret", w));
         let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut put = |section: &str, key: &str, value: String| {
             sections
@@ -136,6 +165,9 @@ impl Test {
         put("orchestrator", "token_file", q(&orch));
         put("orchestrator", "timeout_s", "3".into());
         put("orchestrator", "webhook_timeout_s", "3".into());
+        if let Some(w) = &webhook {
+            put("orchestrator", "webhook_secret_file", q(w));
+        }
         put("plane", "url", format!("{:?}", sim.plane_url()));
         put("plane", "workspace", format!("{:?}", s.plane_workspace));
         put("plane", "api_key_file", q(&plane));
@@ -173,11 +205,12 @@ impl Test {
         let config = dir.path().join("reconcile.toml");
         std::fs::write(&config, &toml).unwrap();
         set_mode(&config, 0o600);
-        let secrets = vec![
+        let mut secrets = vec![
             s.orchestrator_token.clone(),
             s.plane_api_key.clone(),
             s.telegram_bot_token.clone(),
         ];
+        secrets.extend(self.webhook_secret.clone());
         Stack {
             sim,
             dir,
@@ -331,12 +364,37 @@ impl Run {
             .unwrap_or_else(|| panic!("no unit for task {task}:\n{self}"))
     }
 
+    /// The F-2 units of a JSON report.
+    pub fn plane_units(&self) -> Vec<Value> {
+        self.json()["plane"]["units"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The F-2 unit of issue ET-`seq`.
+    pub fn plane_unit(&self, seq: i64) -> Value {
+        let id = issue_id(seq);
+        self.plane_units()
+            .into_iter()
+            .find(|u| u["issue_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no unit for issue ET-{seq}:\n{self}"))
+    }
+
+    /// "outcome" or "outcome/reason" of issue ET-`seq`'s unit.
+    pub fn plane_outcome(&self, seq: i64) -> String {
+        outcome_of(&self.plane_unit(seq))
+    }
+
     /// "outcome" or "outcome/reason" of task's unit.
     pub fn gate_outcome(&self, task: i64) -> String {
-        let u = self.gate_unit(task);
-        match u["reason"].as_str() {
-            Some(r) => format!("{}/{r}", u["outcome"].as_str().unwrap()),
-            None => u["outcome"].as_str().unwrap().to_string(),
-        }
+        outcome_of(&self.gate_unit(task))
+    }
+}
+
+fn outcome_of(u: &Value) -> String {
+    match u["reason"].as_str() {
+        Some(r) => format!("{}/{r}", u["outcome"].as_str().unwrap()),
+        None => u["outcome"].as_str().unwrap().to_string(),
     }
 }
