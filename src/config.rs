@@ -130,6 +130,8 @@ pub struct Telegram {
     pub unblock_template: String,
     pub cycle_template: String,
     pub digest_over: usize,
+    /// Not in DESIGN §3: Telegram calls need a bound like the other peers.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -327,6 +329,7 @@ struct RawTelegram {
     unblock_template: Option<String>,
     cycle_template: Option<String>,
     digest_over: Option<u64>,
+    timeout_s: Option<u64>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -585,6 +588,7 @@ fn build(raw: RawFile, env: &dyn Fn(&str) -> Option<String>) -> Checked<(Config,
                     .cycle_template
                     .unwrap_or_else(|| DEFAULT_CYCLE_TEMPLATE.into()),
                 digest_over,
+                timeout: Duration::from_secs(positive("[telegram]", "timeout_s", t.timeout_s, 10)?),
             })
         }
     };

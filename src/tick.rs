@@ -24,9 +24,6 @@ use crate::timestamp;
 
 mod plane;
 
-/// Telegram has no timeout key; its API answers fast or not at all.
-const TELEGRAM_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     Gate,
@@ -110,20 +107,19 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         (Some(lock), Store::Live(Sidecar::open(path)?))
     };
 
-    let orch_secrets = secrets(cfg);
+    let secrets = secrets(cfg);
+    let client =
+        |peer, timeout| Client::new(peer, timeout, secrets.clone()).with_deadline(deadline);
     let orchestrator = Orchestrator::new(
         &cfg.orchestrator,
-        Client::new(
-            Peer::Orchestrator,
-            cfg.orchestrator.timeout,
-            orch_secrets.clone(),
-        ),
+        client(Peer::Orchestrator, cfg.orchestrator.timeout),
     );
-    let plane = Plane::new(
-        &cfg.plane,
-        Client::new(Peer::Plane, cfg.plane.timeout, orch_secrets.clone()),
-    );
-    let telegram_client = Client::new(Peer::Telegram, TELEGRAM_TIMEOUT, orch_secrets);
+    let plane = Plane::new(&cfg.plane, client(Peer::Plane, cfg.plane.timeout));
+    let telegram_timeout = cfg
+        .telegram
+        .as_ref()
+        .map_or(Duration::from_secs(10), |t| t.timeout);
+    let telegram_client = client(Peer::Telegram, telegram_timeout);
     let telegram = cfg
         .telegram
         .as_ref()

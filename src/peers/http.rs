@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
@@ -103,6 +103,21 @@ pub struct Client {
     agent: ureq::Agent,
     secrets: Arc<Vec<String>>,
     requests: Arc<AtomicU64>,
+    deadline: Option<Instant>,
+}
+
+/// Tries of an idempotent GET.
+const GET_ATTEMPTS: u32 = 3;
+
+/// Exponential backoff with jitter: ~200 ms, ~400 ms, …
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let base = 200u64 << (attempt - 1).min(5);
+    // RandomState is seeded per process: cheap jitter without a crate.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % (base / 2 + 1);
+    Duration::from_millis(base + jitter)
 }
 
 impl Client {
@@ -122,6 +137,7 @@ impl Client {
             agent,
             secrets: Arc::new(secrets.into_iter().filter(|s| !s.is_empty()).collect()),
             requests: Arc::new(AtomicU64::new(0)),
+            deadline: None,
         }
     }
 
@@ -140,6 +156,7 @@ impl Client {
         let mut c = Client::new(self.peer, timeout, Vec::new());
         c.secrets = self.secrets.clone();
         c.requests = self.requests.clone();
+        c.deadline = self.deadline;
         c
     }
 
@@ -169,8 +186,52 @@ impl Client {
         }
     }
 
-    /// Sends one request; any status comes back as a Response.
+    /// Sends a request; any status comes back as a Response. A GET is
+    /// retried with backoff on a transport error or a 502/503/504, within
+    /// the deadline; anything else is sent once, since a POST or PATCH may
+    /// have reached the peer.
     pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Response, PeerError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(method, url, headers, body);
+            let retryable = match &result {
+                Err(e) => matches!(e.kind, ErrorKind::Transport(_)),
+                Ok(r) => matches!(r.status, 502..=504),
+            };
+            if method != "GET" || !retryable || attempt >= GET_ATTEMPTS {
+                return result;
+            }
+            let delay = backoff(attempt);
+            if self.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                return result;
+            }
+            let why = match &result {
+                Err(e) => e.to_string(),
+                Ok(r) => self.status_error(method, url, r).to_string(),
+            };
+            log::warn!("{why}; retrying in {} ms", delay.as_millis());
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    /// The tick's deadline: retries and waits never run past it.
+    pub fn with_deadline(mut self, deadline: Instant) -> Client {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn send_once(
         &self,
         method: &str,
         url: &str,
@@ -213,6 +274,11 @@ impl Client {
         let rate_reset = header("x-ratelimit-reset").and_then(|v| v.parse().ok());
         let retry_after = header("retry-after").and_then(|v| v.parse().ok());
         let status = resp.status().as_u16();
+        // A declared length over the cap fails at once, before any reading.
+        let declared: Option<u64> = header("content-length").and_then(|v| v.parse().ok());
+        if declared.is_some_and(|n| n > MAX_BODY) {
+            return Err(self.error(method, url, ErrorKind::TooLarge));
+        }
         let body = resp
             .body_mut()
             .with_config()
@@ -323,6 +389,15 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        for attempt in 1..=3 {
+            let d = backoff(attempt).as_millis() as u64;
+            let base = 200u64 << (attempt - 1);
+            assert!((base..=base + base / 2).contains(&d), "{attempt}: {d}");
+        }
+    }
 
     #[test]
     fn redact_replaces_every_occurrence() {

@@ -4,12 +4,16 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{Client, PeerError};
 use crate::states::PlaneState;
+
+/// A longer Retry-After defers the unit instead of holding the tick.
+const MAX_RATE_WAIT_S: u64 = 30;
 
 /// Why a Plane call did not give an answer.
 #[derive(Debug, Clone)]
@@ -141,7 +145,36 @@ impl Plane {
         Some(self.remaining.load(Ordering::Relaxed)).filter(|r| *r != i64::MIN)
     }
 
+    /// One Plane call under the budget. A 429 is waited out once when its
+    /// Retry-After fits before the deadline; otherwise the unit is deferred.
     fn call(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Value, PlaneFailure> {
+        match self.call_once(method, url, body) {
+            Err(PlaneFailure::RateLimited(e)) => {
+                let wait = Duration::from_secs(
+                    e.retry_after().unwrap_or(u64::MAX).min(MAX_RATE_WAIT_S + 1),
+                );
+                let fits = wait.as_secs() <= MAX_RATE_WAIT_S
+                    && self
+                        .http
+                        .deadline()
+                        .is_none_or(|d| Instant::now() + wait < d);
+                if !fits {
+                    return Err(PlaneFailure::RateLimited(e));
+                }
+                log::warn!("{e}; waiting {} s as Plane asked", wait.as_secs());
+                std::thread::sleep(wait);
+                self.call_once(method, url, body)
+            }
+            other => other,
+        }
+    }
+
+    fn call_once(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Value, PlaneFailure> {
         if let Some(r) = self.remaining()
             && r <= self.reserve
         {
