@@ -73,7 +73,11 @@ fn a_non_integer_grace_override_in_the_file_is_refused_by_name() {
 #[test]
 fn an_unreadable_token_file_is_refused_by_name() {
     let stack = Test::new()
-        .set("orchestrator", "token_file", "\"/nonexistent/orchestrator.token\"")
+        .set(
+            "orchestrator",
+            "token_file",
+            "\"/nonexistent/orchestrator.token\"",
+        )
         .start();
     refused(&stack, &["token_file", "/nonexistent/orchestrator.token"]);
 }

@@ -113,7 +113,9 @@ fn private_files_draw_no_permission_warning() {
 fn a_plane_key_rejected_with_401_prints_the_error_but_no_secret() {
     // `Stack::run` asserts on every run that no secret is in the output.
     let stack = Test::new().stuck(7, "testing", "In Progress").start();
-    stack.sim.update(|w| w.plane_api_key = "rotated-plane-key".into());
+    stack
+        .sim
+        .update(|w| w.plane_api_key = "rotated-plane-key".into());
     let run = stack.tick(&["gate", "-v"]);
     run.code(1);
     assert_eq!(run.gate_outcome(7), "skipped/plane_unresolved");

@@ -60,7 +60,9 @@ fn a_sidecar_from_a_newer_binary_is_refused_and_left_alone() {
     assert_eq!(std::fs::read(stack.state_path()).unwrap(), before);
     let files = files_in(stack.dir.path());
     assert!(
-        !files.iter().any(|f| f.ends_with("-wal") || f.ends_with("-shm")),
+        !files
+            .iter()
+            .any(|f| f.ends_with("-wal") || f.ends_with("-shm")),
         "{files:?}"
     );
 }

@@ -28,6 +28,10 @@ fn status_needs_only_the_sidecar() {
     stack.tick(&["gate"]).code(0);
     let run = status_without_config(&stack, &["-o", "json"]);
     run.code(0);
+    assert!(
+        run.stderr.is_empty(),
+        "no config is not worth a warning:\n{run}"
+    );
     let status = run.json();
     assert_eq!(status["unblocked_total"], 1, "{run}");
     assert_eq!(status["last_unblocked"], "ET-7");
