@@ -35,6 +35,7 @@ pub struct Test {
     telegram: bool,
     extra_projects: Vec<String>,
     env: Vec<(String, String)>,
+    unset: Vec<(String, String)>,
 }
 
 impl Default for Test {
@@ -57,6 +58,7 @@ impl Test {
             telegram: true,
             extra_projects: Vec::new(),
             env: Vec::new(),
+            unset: Vec::new(),
         }
     }
 
@@ -112,6 +114,12 @@ impl Test {
             .entry(section.to_string())
             .or_default()
             .push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Leaves `key` of `[section]` out of the config (even a required one).
+    pub fn unset(mut self, section: &str, key: &str) -> Test {
+        self.unset.push((section.to_string(), key.to_string()));
         self
     }
 
@@ -184,6 +192,11 @@ impl Test {
                 entry.push((k.clone(), v.clone()));
             }
         }
+        for (section, key) in &self.unset {
+            if let Some(kvs) = sections.get_mut(section) {
+                kvs.retain(|(k, _)| k != key);
+            }
+        }
         let mut toml = String::new();
         for (section, kvs) in &sections {
             toml.push_str(&format!("[{section}]\n"));
@@ -240,6 +253,11 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Also checks every later run's output for `secret`.
+    pub fn add_secret(&mut self, secret: &str) {
+        self.secrets.push(secret.to_string());
+    }
+
     pub fn state_path(&self) -> PathBuf {
         self.dir.path().join("state.sqlite")
     }
@@ -250,19 +268,66 @@ impl Stack {
     }
 
     pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
+        let mut cmd = self.command(env);
+        cmd.arg("--config").arg(&self.config).args(args);
+        self.finish(&mut cmd)
+    }
+
+    /// Runs `reconcile ARGS…` without `--config` (the config comes from
+    /// `$RECONCILE_CONFIG` or the default path).
+    pub fn run_bare(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(env);
+        cmd.args(args);
+        self.finish(&mut cmd)
+    }
+
+    /// As `run_with_env`, through a python3 wrapper that also reports the
+    /// child's peak resident set size (ru_maxrss, KiB on Linux).
+    pub fn run_measured(&self, args: &[&str]) -> (Run, u64) {
+        const WRAPPER: &str = "import resource, subprocess, sys\n\
+            rc = subprocess.call(sys.argv[2:])\n\
+            open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n\
+            sys.exit(rc)\n";
+        let rss_file = self.dir.path().join("maxrss.txt");
+        let mut cmd = Command::new("python3");
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NO_PROXY", "127.0.0.1")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg(&rss_file)
+            .arg(env!("CARGO_BIN_EXE_reconcile"))
             .arg("--config")
             .arg(&self.config)
             .args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        let run = self.finish(&mut cmd);
+        let kib = std::fs::read_to_string(&rss_file)
+            .unwrap_or_else(|e| panic!("no max RSS from the wrapper ({e}):\n{run}"))
+            .trim()
+            .parse()
+            .expect("max RSS is a number");
+        (run, kib)
+    }
+
+    fn command(&self, env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_PROXY", "127.0.0.1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// Runs `cmd` and checks that no secret leaked.
+    fn finish(&self, cmd: &mut Command) -> Run {
         let out = cmd.output().expect("the binary runs");
         let run = Run {
             code: out.status.code().unwrap_or(-1),
@@ -340,6 +405,16 @@ impl Run {
 
     pub fn stderr_has(&self, text: &str) -> &Run {
         assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{self}");
+        self
+    }
+
+    /// stderr is exactly one line containing each of `parts`.
+    pub fn stderr_one_line(&self, parts: &[&str]) -> &Run {
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 1, "stderr should be one line:\n{self}");
+        for p in parts {
+            assert!(lines[0].contains(p), "stderr lacks {p:?}:\n{self}");
+        }
         self
     }
 

@@ -1,0 +1,132 @@
+//! The text report end to end (DESIGN §8): one line per acted-on or failed
+//! unit, a summary line, the notification line; `-v` adds the skipped
+//! units; `-q` drops the summaries, so an in-sync tick prints nothing.
+
+mod support;
+
+use reconcile::sim::SimTask;
+use support::*;
+
+/// Task 1's advance fails, 2 advances, 3 has a red gate, 4 is in flight.
+fn a_mixed_tick() -> Stack {
+    Test::new()
+        .stuck(1, "testing", "In Progress")
+        .stuck(2, "testing", "In Progress")
+        .task_in(SimTask::new(3, "testing").repo(REPO), "In Progress")
+        .task_in(
+            SimTask::new(4, "testing").repo(REPO).active(),
+            "In Progress",
+        )
+        .fault(Route::OrchAdvance, Fault::status(500))
+        .start()
+}
+
+fn lines(run: &Run) -> Vec<&str> {
+    run.stdout.lines().collect()
+}
+
+#[test]
+fn the_text_report_has_a_line_per_acted_on_unit_a_summary_and_the_notifications() {
+    let stack = a_mixed_tick();
+    let run = stack.run(&["gate"]);
+    run.code(1);
+    let lines = lines(&run);
+    assert_eq!(lines.len(), 5, "{run}");
+    assert!(
+        lines[0].starts_with("gate: error task 1 (ET-1) testing: ") && lines[0].contains("500"),
+        "{run}"
+    );
+    assert!(
+        lines[1].starts_with("gate: advanced task 2 (ET-2) testing → review")
+            && lines[1].ends_with(" [notification: sent]"),
+        "{run}"
+    );
+    assert!(
+        lines[2].starts_with("gate: gate_red task 3 (ET-3) testing"),
+        "{run}"
+    );
+    assert_eq!(
+        lines[3],
+        "gate: 1 advanced, 1 error, 1 gate_red, 1 skipped/in_flight"
+    );
+    assert_eq!(
+        lines[4],
+        "notifications: 1 sent, 0 deduped, 0 queued, 0 dropped"
+    );
+    assert!(!run.stdout.contains("task 4"), "skips only with -v:\n{run}");
+}
+
+#[test]
+fn verbose_adds_a_line_per_skipped_unit() {
+    let stack = a_mixed_tick();
+    let run = stack.run(&["gate", "-v"]);
+    run.code(1);
+    let lines = lines(&run);
+    assert_eq!(lines.len(), 6, "{run}");
+    assert!(lines.contains(&"gate: skipped/in_flight task 4 (ET-4) testing"));
+    assert!(lines.contains(&"gate: 1 advanced, 1 error, 1 gate_red, 1 skipped/in_flight"));
+}
+
+#[test]
+fn quiet_keeps_the_unit_lines_and_drops_the_summaries() {
+    let stack = a_mixed_tick();
+    let run = stack.run(&["gate", "-q"]);
+    run.code(1);
+    let lines = lines(&run);
+    assert_eq!(lines.len(), 3, "{run}");
+    assert!(lines[0].starts_with("gate: error task 1"), "{run}");
+    assert!(lines[1].starts_with("gate: advanced task 2"), "{run}");
+    assert!(lines[2].starts_with("gate: gate_red task 3"), "{run}");
+}
+
+#[test]
+fn an_in_sync_tick_with_q_prints_nothing_at_all() {
+    // Every kind of silence at once: in flight, young, terminal, no gate.
+    let stack = Test::new()
+        .task_in(
+            SimTask::new(1, "testing").repo(REPO).active(),
+            "In Progress",
+        )
+        .task_in(
+            SimTask::new(2, "testing").repo(REPO).green().ago(60),
+            "In Progress",
+        )
+        .stuck(3, "testing", "Done")
+        .task(SimTask::new(4, "created").repo(REPO))
+        .start();
+    let run = stack.run(&["gate", "-q"]);
+    run.code(0).stdout_empty();
+    assert!(run.stderr.is_empty(), "{run}");
+    let run = stack.run(&["gate"]);
+    run.code(0)
+        .stdout_has("gate: 1 skipped/in_flight, 1 skipped/no_gate, 1 skipped/terminal_state, 1 skipped/young\n")
+        .stdout_has("notifications: 0 sent, 0 deduped, 0 queued, 0 dropped\n");
+    assert_eq!(lines(&run).len(), 2, "{run}");
+}
+
+#[test]
+fn an_empty_task_list_says_nothing_to_do() {
+    let stack = Test::new().start();
+    let run = stack.run(&["gate"]);
+    run.code(0).stdout_has("gate: nothing to do\n");
+    stack.run(&["gate", "-q"]).code(0).stdout_empty();
+}
+
+#[test]
+fn a_dry_run_report_says_so() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let run = stack.run(&["gate", "-n"]);
+    run.code(0)
+        .stdout_has("gate: would_advance task 7 (ET-7) testing")
+        .stdout_has("gate (dry-run): 1 would_advance\n");
+}
+
+#[test]
+fn a_task_list_that_cannot_be_read_is_reported_in_text() {
+    let stack = Test::new()
+        .scenario(|s| s.set_always_fault(Route::OrchTasks, Some(Fault::status(503))))
+        .start();
+    let run = stack.run(&["gate"]);
+    run.code(69).stdout_has("gate: could not run: ");
+    assert!(lines(&run)[0].contains("503"), "{run}");
+}

@@ -1,0 +1,147 @@
+//! Secrets end to end (DESIGN §3): where they are read from, in which
+//! order, the permission warnings, and that none is ever printed. The
+//! simulator answers 401 to a wrong credential, so "the tick worked" proves
+//! which secret was used.
+
+mod support;
+
+use support::*;
+
+const WRONG: &str = "wrong-orchestrator-token";
+
+/// A stack whose `[orchestrator] token_file` holds a wrong token.
+fn with_a_wrong_token_file() -> Stack {
+    let mut stack = Test::new().stuck(7, "testing", "In Progress").start();
+    std::fs::write(stack.dir.path().join("orchestrator.token"), WRONG).unwrap();
+    stack.add_secret(WRONG);
+    stack
+}
+
+/// `$CREDENTIALS_DIRECTORY` with `orchestrator-token` = the right token.
+fn credentials_dir(stack: &Stack) -> String {
+    let creds = stack.dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    let token = creds.join("orchestrator-token");
+    std::fs::write(&token, stack.sim.scenario().orchestrator_token).unwrap();
+    set_mode(&token, 0o600);
+    creds.display().to_string()
+}
+
+#[test]
+fn the_wrong_token_file_alone_is_refused_by_the_orchestrator() {
+    // The control of the next test: the simulator does check the token.
+    let stack = with_a_wrong_token_file();
+    let run = stack.tick(&["gate"]);
+    run.code(69).stderr_has("401");
+    assert_eq!(stack.stage(7), "testing");
+}
+
+#[test]
+fn the_systemd_credential_beats_the_token_file() {
+    let stack = with_a_wrong_token_file();
+    let creds = credentials_dir(&stack);
+    let run = stack.run_with_env(
+        &["gate", "-o", "json"],
+        &[("CREDENTIALS_DIRECTORY", creds.as_str())],
+    );
+    run.code(0);
+    assert_eq!(run.gate_outcome(7), "advanced");
+    assert_eq!(stack.stage(7), "review");
+}
+
+#[test]
+fn the_env_token_is_used_when_no_file_is_configured() {
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .unset("orchestrator", "token_file")
+        .env("RECONCILE_ORCHESTRATOR_TOKEN", "orch-secret-token")
+        .start();
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    assert_eq!(run.gate_outcome(7), "advanced");
+}
+
+#[test]
+fn no_token_anywhere_is_a_config_error_naming_every_place_looked() {
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .unset("orchestrator", "token_file")
+        .start();
+    stack
+        .run(&["gate"])
+        .code(78)
+        .stdout_empty()
+        .stderr_one_line(&["token_file", "RECONCILE_ORCHESTRATOR_TOKEN"]);
+    assert!(stack.sim.requests().is_empty());
+}
+
+#[test]
+fn a_config_file_readable_by_others_draws_a_warning_naming_it() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    set_mode(&stack.config, 0o644);
+    let run = stack.tick(&["gate"]);
+    run.code(0)
+        .stderr_has(stack.config.to_str().unwrap())
+        .stderr_has("readable by group/others");
+    assert_eq!(run.gate_outcome(7), "advanced");
+}
+
+#[test]
+fn a_secret_file_readable_by_others_draws_a_warning_naming_it() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let key = stack.dir.path().join("plane.key");
+    set_mode(&key, 0o644);
+    let run = stack.tick(&["gate"]);
+    run.code(0)
+        .stderr_has(key.to_str().unwrap())
+        .stderr_has("readable by group/others");
+    assert!(
+        !run.stderr.contains(stack.config.to_str().unwrap()),
+        "the 0600 config is not warned about:\n{run}"
+    );
+}
+
+#[test]
+fn private_files_draw_no_permission_warning() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    assert!(!run.stderr.contains("readable by"), "{run}");
+}
+
+#[test]
+fn a_plane_key_rejected_with_401_prints_the_error_but_no_secret() {
+    // `Stack::run` asserts on every run that no secret is in the output.
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    stack
+        .sim
+        .update(|w| w.plane_api_key = "rotated-plane-key".into());
+    let run = stack.tick(&["gate", "-v"]);
+    run.code(1);
+    assert_eq!(run.gate_outcome(7), "skipped/plane_unresolved");
+    let detail = run.gate_unit(7)["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("401"), "{run}");
+    assert!(detail.contains(&stack.sim.plane_url()), "{run}");
+    let run = stack.run(&["gate", "-v"]);
+    run.code(1).stdout_has("401").stderr_has("401");
+    assert_eq!(stack.count(Route::OrchAdvance), 0);
+}
+
+#[test]
+fn a_bot_token_rejected_with_401_prints_the_url_redacted() {
+    // Telegram rotated its token: sendMessage, whose URL path carries the
+    // bot token, answers 401 and the message is dropped.
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    stack
+        .sim
+        .update(|w| w.telegram_bot_token = "999:rotated-telegram-token".into());
+    let run = stack.tick(&["gate", "-v"]);
+    run.code(1);
+    assert_eq!(run.gate_outcome(7), "advanced");
+    assert_eq!(run.json()["notifications"]["dropped"], 1);
+    assert_eq!(stack.count(Route::TelegramSend), 1);
+    assert!(stack.messages().is_empty());
+    run.stderr_has("401")
+        .stderr_has(&format!("{}/bot***/sendMessage", stack.sim.telegram_url()));
+    assert_eq!(stack.status()["notifications_dropped_total"], 1);
+}
