@@ -164,8 +164,8 @@ fn scenario() -> Test {
 /// What a cell did, in the words of the report.
 fn observe(target: Target, kind: Kind) -> String {
     let mut t = scenario();
-    let whole_peer_refusal = kind == Kind::Refused && target.is_whole()
-        || kind == Kind::Refused && target == Target::Telegram;
+    let whole_peer_refusal =
+        kind == Kind::Refused && (target.is_whole() || target == Target::Telegram);
     if whole_peer_refusal {
         let section = match target {
             Target::TaskList => "orchestrator",
