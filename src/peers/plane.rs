@@ -325,6 +325,46 @@ mod tests {
         assert_eq!(all.len(), 2);
     }
 
+    proptest::proptest! {
+        /// Any page sizes, the last page with a non-empty next_cursor: every
+        /// item once, in order, one fetch per page.
+        #[test]
+        fn walk_visits_every_item_exactly_once(sizes in proptest::collection::vec(0usize..5, 1..30)) {
+            let mut next_item = 0i64;
+            let pages: Vec<Vec<i64>> = sizes
+                .iter()
+                .map(|n| (0..*n).map(|_| { next_item += 1; next_item }).collect())
+                .collect();
+            let mut fetches = 0;
+            let all = walk_pages::<()>(|c| {
+                fetches += 1;
+                let i: usize = c.map_or(0, |c| c.parse().unwrap());
+                let more = i + 1 < pages.len();
+                Ok(page(&pages[i], Some(&(i + 1).to_string()), more))
+            })
+            .unwrap();
+            proptest::prop_assert_eq!(fetches, pages.len());
+            let want: Vec<Value> = (1..=next_item).map(Value::from).collect();
+            proptest::prop_assert_eq!(all, want);
+        }
+
+        /// A server that hands back a cursor already seen is not followed
+        /// again: the walk ends after at most one page per distinct cursor.
+        #[test]
+        fn walk_stops_when_a_cursor_repeats(cursors in proptest::collection::vec(0u8..6, 1..40)) {
+            let mut fetches = 0usize;
+            let result = walk_pages::<()>(|_| {
+                let c = cursors.get(fetches).copied().unwrap_or(0);
+                fetches += 1;
+                Ok(page(&[fetches as i64], Some(&c.to_string()), true))
+            });
+            proptest::prop_assert!(result.is_ok());
+            // Past the list the server keeps answering cursor 0.
+            let distinct: std::collections::HashSet<u8> = cursors.iter().copied().chain([0]).collect();
+            proptest::prop_assert!(fetches <= distinct.len() + 1, "{} fetches", fetches);
+        }
+    }
+
     #[test]
     fn issue_state_as_object_or_uuid() {
         let a = Issue::from_value(serde_json::json!({"id": "i1", "state": {"id": "s1"}})).unwrap();

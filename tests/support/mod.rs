@@ -343,6 +343,33 @@ impl Stack {
         run
     }
 
+    /// Starts `reconcile --config <cfg> ARGS…` and SIGKILLs it as soon as
+    /// the simulator has received a request to `route` (`nth`, from 1).
+    pub fn kill_at(&self, args: &[&str], route: Route, nth: usize) {
+        let mut child = self
+            .command(&[])
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let start = std::time::Instant::now();
+        while self.count(route) < nth {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the tick ended ({status}) before request {nth} to {route:?}");
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "no request to {route:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+    }
+
     /// A JSON tick: `args` plus `-o json`.
     pub fn tick(&self, args: &[&str]) -> Run {
         let mut all = args.to_vec();
