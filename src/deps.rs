@@ -670,6 +670,92 @@ mod tests {
         assert_eq!(c.path.first(), c.members.first());
     }
 
+    mod oracle {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::{BTreeMap, BTreeSet};
+
+        /// Up to 8 tasks (ids 1..=8, some done), each with up to 4
+        /// dependencies on ids 1..=10 (9 and 10 are never listed), the
+        /// entry's stage absent, done or not done.
+        fn lists() -> impl Strategy<Value = Vec<Task>> {
+            let dep = (1i64..=10, 0u8..3);
+            let t = (any::<bool>(), proptest::collection::vec(dep, 0..4));
+            proptest::collection::vec(t, 0..8).prop_map(|ts| {
+                ts.into_iter()
+                    .enumerate()
+                    .map(|(i, (done, deps))| {
+                        let deps: Vec<(i64, Option<&str>)> = deps
+                            .into_iter()
+                            .map(|(d, s)| (d, [None, DONE_, DEV][s as usize]))
+                            .collect();
+                        task(i as i64 + 1, if done { "done" } else { "testing" }, &deps)
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn agrees_with_brute_force(tasks in lists()) {
+                let g = DepGraph::build(&tasks);
+                let stage: BTreeMap<i64, &str> =
+                    tasks.iter().map(|t| (t.id, t.stage.as_str())).collect();
+                // Edges by the module's rules, written out plainly.
+                let mut edges: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+                for t in tasks.iter().filter(|t| t.stage != "done") {
+                    let e = edges.entry(t.id).or_default();
+                    for d in &t.depends_on {
+                        let s = d.stage.as_deref().or(stage.get(&d.id).copied());
+                        if s.is_some_and(|s| s != "done")
+                            && stage.get(&d.id).is_some_and(|&s| s != "done")
+                        {
+                            e.insert(d.id);
+                        }
+                    }
+                }
+                let reach = |from: i64| {
+                    let mut seen = BTreeSet::new();
+                    let mut todo = vec![from];
+                    while let Some(v) = todo.pop() {
+                        for &w in edges.get(&v).into_iter().flatten() {
+                            if seen.insert(w) {
+                                todo.push(w);
+                            }
+                        }
+                    }
+                    seen
+                };
+                let on_cycle: BTreeSet<i64> =
+                    edges.keys().copied().filter(|&v| reach(v).contains(&v)).collect();
+                let members: BTreeSet<i64> =
+                    g.cycles().iter().flat_map(|c| c.members.clone()).collect();
+                prop_assert_eq!(&members, &on_cycle);
+                for (k, c) in g.cycles().iter().enumerate() {
+                    let first = c.members[0];
+                    let rf = reach(first);
+                    for &m in &c.members {
+                        prop_assert!(rf.contains(&m) && reach(m).contains(&first));
+                        prop_assert_eq!(g.readiness(m), Readiness::Cycle { component: k });
+                    }
+                    prop_assert_eq!(c.path[0], first);
+                    let mut seen = BTreeSet::new();
+                    for (i, &v) in c.path.iter().enumerate() {
+                        prop_assert!(seen.insert(v));
+                        let next = c.path[(i + 1) % c.path.len()];
+                        prop_assert!(edges[&v].contains(&next));
+                    }
+                }
+                for t in &tasks {
+                    if !on_cycle.contains(&t.id) {
+                        let in_cycle = matches!(g.readiness(t.id), Readiness::Cycle { .. });
+                        prop_assert!(!in_cycle);
+                    }
+                }
+            }
+        }
+    }
+
     const BIG: i64 = 100_000;
 
     /// Run `f` on a thread with a small stack: recursion over 100,000
