@@ -53,10 +53,12 @@ pub struct Cycle {
 impl Cycle {
     /// Members of the component that are not on [`Cycle::path`], ascending.
     pub fn extra(&self) -> Vec<i64> {
+        let mut on_path = self.path.clone();
+        on_path.sort_unstable();
         self.members
             .iter()
             .copied()
-            .filter(|m| !self.path.contains(m))
+            .filter(|m| on_path.binary_search(m).is_err())
             .collect()
     }
 }
