@@ -4,6 +4,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod deps;
 pub mod gate;
 pub mod logging;
 pub mod notify;
