@@ -31,13 +31,15 @@ use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
+mod cache;
 #[cfg(test)]
 mod tests;
 
+pub use cache::{KnownCycle, Mirror, MirrorIssue};
+
 /// Schema migrations, oldest first; entry `i` takes `user_version` from `i`
-/// to `i + 1`. Append new versions (states cache, issue mirror, cycles …);
-/// never edit a released one.
-const MIGRATIONS: &[&str] = &[MIGRATION_V1];
+/// to `i + 1`. Append new versions; never edit a released one.
+const MIGRATIONS: &[&str] = &[MIGRATION_V1, cache::MIGRATION_V2];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Every logical key, in the order `check` shows them.
 pub const KEYS: [&str; 18] = [
@@ -52,7 +52,7 @@ const BASE_WORKING: [&str; 11] = [
 ];
 
 /// One Plane state as `GET states/` returns it (unknown fields ignored).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct PlaneState {
     pub id: String,
     pub name: String,

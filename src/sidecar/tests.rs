@@ -189,9 +189,11 @@ fn newer_schema_is_refused_untouched() {
         assert_eq!(
             err.to_string(),
             format!(
-                "sidecar {}: schema version 99 is newer than this reconcile understands (1); \
+                "sidecar {}: schema version {} is newer than this reconcile understands ({}); \
                  refusing to touch it",
-                path.display()
+                path.display(),
+                SCHEMA_VERSION + 98,
+                SCHEMA_VERSION
             )
         );
         assert_untouched(dir.path(), &path, &list, &bytes);

@@ -1,0 +1,355 @@
+//! Schema v2: what the sidecar keeps so that a warm tick costs Plane about
+//! one request per project (DESIGN §6.4, §6.5), and the dependency cycles
+//! already alerted (§5.5).
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::{MessageKind, Result, Sidecar, format_ts, insert_message};
+use crate::states::PlaneState;
+
+pub(super) const MIGRATION_V2: &str = "
+CREATE TABLE states_cache (
+    project_id  TEXT PRIMARY KEY,
+    fetched_at  TEXT NOT NULL,
+    states_json TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE mirror_sync (
+    project_id      TEXT PRIMARY KEY,
+    last_full_at    TEXT NOT NULL,
+    last_started_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE mirror_issue (
+    project_id TEXT NOT NULL,
+    issue_id   TEXT NOT NULL,
+    state      TEXT,
+    updated_at TEXT,
+    raw_json   TEXT NOT NULL,
+    PRIMARY KEY (project_id, issue_id)
+) WITHOUT ROWID;
+
+CREATE TABLE cycles (
+    key        TEXT PRIMARY KEY,
+    alerted_at TEXT NOT NULL,
+    text       TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+/// One issue of the mirror: what the passes read and a replay re-sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorIssue {
+    pub id: String,
+    pub state: Option<String>,
+    pub updated_at: Option<String>,
+    pub raw: Value,
+}
+
+/// A project's mirror and when it was last synced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    pub last_full_at: OffsetDateTime,
+    /// When the last sync (full or incremental) started.
+    pub last_started_at: OffsetDateTime,
+    pub issues: Vec<MirrorIssue>,
+}
+
+/// A dependency cycle already alerted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownCycle {
+    pub key: String,
+    pub alerted_at: String,
+}
+
+fn ts(text: &str) -> OffsetDateTime {
+    crate::timestamp::parse(text).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl Sidecar {
+    // -- states cache (§6.4) ----------------------------------------------
+
+    /// A project's cached states and when they were fetched.
+    pub fn cached_states(
+        &self,
+        project_id: &str,
+    ) -> Result<Option<(OffsetDateTime, Vec<PlaneState>)>> {
+        let row: Option<(String, String)> = self
+            .conn()?
+            .query_row(
+                "SELECT fetched_at, states_json FROM states_cache WHERE project_id = ?1",
+                [project_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err("reading the states cache"))?;
+        // An unreadable entry is a miss, never an error: it is refetched.
+        Ok(row.and_then(|(at, json)| serde_json::from_str(&json).ok().map(|s| (ts(&at), s))))
+    }
+
+    /// Replaces a project's cached states.
+    pub fn store_states(
+        &mut self,
+        project_id: &str,
+        states: &[PlaneState],
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let json = serde_json::to_string(states).unwrap_or_else(|_| "[]".into());
+        let now = format_ts(now);
+        self.write("store the states cache", |tx| {
+            tx.execute(
+                "INSERT INTO states_cache (project_id, fetched_at, states_json) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(project_id) DO UPDATE SET fetched_at = ?2, states_json = ?3",
+                params![project_id, now, json],
+            )?;
+            Ok(())
+        })
+    }
+
+    // -- issue mirror (§6.5) ----------------------------------------------
+
+    pub fn mirror(&self, project_id: &str) -> Result<Option<Mirror>> {
+        let conn = self.conn()?;
+        let sync: Option<(String, String)> = conn
+            .query_row(
+                "SELECT last_full_at, last_started_at FROM mirror_sync WHERE project_id = ?1",
+                [project_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err("reading the issue mirror"))?;
+        let Some((full, started)) = sync else {
+            return Ok(None);
+        };
+        let mut stmt = conn
+            .prepare("SELECT issue_id, state, updated_at, raw_json FROM mirror_issue WHERE project_id = ?1")
+            .map_err(self.err("reading the issue mirror"))?;
+        let issues = stmt
+            .query_map([project_id], |r| {
+                let raw: String = r.get(3)?;
+                Ok(MirrorIssue {
+                    id: r.get(0)?,
+                    state: r.get(1)?,
+                    updated_at: r.get(2)?,
+                    raw: serde_json::from_str(&raw).unwrap_or(Value::Null),
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err("reading the issue mirror"))?;
+        Ok(Some(Mirror {
+            last_full_at: ts(&full),
+            last_started_at: ts(&started),
+            issues,
+        }))
+    }
+
+    /// Records a sync that started at `started`: a full one replaces the
+    /// project's mirror (issues no longer listed are dropped), an
+    /// incremental one upserts what it saw. One transaction.
+    pub fn store_mirror(
+        &mut self,
+        project_id: &str,
+        full: bool,
+        started: OffsetDateTime,
+        issues: &[MirrorIssue],
+    ) -> Result<()> {
+        let started = format_ts(started);
+        self.write("store the issue mirror", |tx| {
+            if full {
+                tx.execute("DELETE FROM mirror_issue WHERE project_id = ?1", [project_id])?;
+            }
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO mirror_issue (project_id, issue_id, state, updated_at, raw_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(project_id, issue_id) DO UPDATE
+                 SET state = ?3, updated_at = ?4, raw_json = ?5",
+            )?;
+            for i in issues {
+                let raw = serde_json::to_string(&i.raw).unwrap_or_else(|_| "null".into());
+                upsert.execute(params![project_id, i.id, i.state, i.updated_at, raw])?;
+            }
+            let full_at = if full { Some(started.as_str()) } else { None };
+            tx.execute(
+                "INSERT INTO mirror_sync (project_id, last_full_at, last_started_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(project_id) DO UPDATE
+                 SET last_full_at = COALESCE(?4, last_full_at), last_started_at = ?3",
+                params![project_id, full_at.unwrap_or(started.as_str()), started, full_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    // -- dependency cycles (§5.5) -----------------------------------------
+
+    pub fn known_cycles(&self) -> Result<Vec<KnownCycle>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare("SELECT key, alerted_at FROM cycles ORDER BY key")
+            .map_err(self.err("reading the known cycles"))?;
+        stmt.query_map([], |r| {
+            Ok(KnownCycle {
+                key: r.get(0)?,
+                alerted_at: r.get(1)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.err("reading the known cycles"))
+    }
+
+    /// Remembers a cycle and, when `queue`, queues its alert: one
+    /// transaction, so a cycle is never remembered without its alert.
+    pub fn record_cycle(
+        &mut self,
+        key: &str,
+        text: &str,
+        queue: bool,
+        now: OffsetDateTime,
+    ) -> Result<Option<i64>> {
+        let now = format_ts(now);
+        self.write("record a dependency cycle", |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO cycles (key, alerted_at, text) VALUES (?1, ?2, ?3)",
+                params![key, now, text],
+            )?;
+            if queue {
+                insert_message(tx, MessageKind::Cycle, text, text, &now, None).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
+    /// Forgets every known cycle not in `present`, so a recurrence alerts
+    /// again. Call only after a successfully fetched task list.
+    pub fn forget_cycles_except(&mut self, present: &[String]) -> Result<usize> {
+        let known = self.known_cycles()?;
+        let gone: Vec<String> = known
+            .into_iter()
+            .map(|c| c.key)
+            .filter(|k| !present.contains(k))
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        self.write("forget dependency cycles", |tx| {
+            let mut n = 0;
+            for k in &gone {
+                n += tx.execute("DELETE FROM cycles WHERE key = ?1", [k])?;
+            }
+            Ok(n)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
+
+    fn open() -> (tempfile::TempDir, Sidecar) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sidecar::open(dir.path().join("s.sqlite")).unwrap();
+        (dir, s)
+    }
+
+    fn issue(id: &str, state: &str) -> MirrorIssue {
+        MirrorIssue {
+            id: id.into(),
+            state: Some(state.into()),
+            updated_at: Some("2026-11-27T09:00:00Z".into()),
+            raw: serde_json::json!({"id": id, "name": format!("issue {id}")}),
+        }
+    }
+
+    #[test]
+    fn states_cache_round_trips_and_is_replaced() {
+        let (_d, mut s) = open();
+        assert!(s.cached_states("p").unwrap().is_none());
+        let st = vec![PlaneState {
+            id: "u1".into(),
+            name: "Done".into(),
+            group: Some("completed".into()),
+            sequence: Some(1.0),
+        }];
+        s.store_states("p", &st, T0).unwrap();
+        assert_eq!(s.cached_states("p").unwrap(), Some((T0, st.clone())));
+        s.store_states("p", &[], T0 + time::Duration::minutes(5))
+            .unwrap();
+        assert_eq!(s.cached_states("p").unwrap().unwrap().1, vec![]);
+    }
+
+    #[test]
+    fn full_sync_replaces_incremental_upserts() {
+        let (_d, mut s) = open();
+        assert!(s.mirror("p").unwrap().is_none());
+        s.store_mirror("p", true, T0, &[issue("a", "s1"), issue("b", "s1")])
+            .unwrap();
+        let t1 = T0 + time::Duration::minutes(1);
+        s.store_mirror("p", false, t1, &[issue("b", "s2"), issue("c", "s1")])
+            .unwrap();
+        let m = s.mirror("p").unwrap().unwrap();
+        assert_eq!(m.last_full_at, T0);
+        assert_eq!(m.last_started_at, t1);
+        let mut states: Vec<(String, Option<String>)> = m
+            .issues
+            .iter()
+            .map(|i| (i.id.clone(), i.state.clone()))
+            .collect();
+        states.sort();
+        assert_eq!(
+            states,
+            vec![
+                ("a".into(), Some("s1".into())),
+                ("b".into(), Some("s2".into())),
+                ("c".into(), Some("s1".into()))
+            ]
+        );
+        // A full sync drops what is no longer listed.
+        let t2 = T0 + time::Duration::minutes(30);
+        s.store_mirror("p", true, t2, &[issue("c", "s1")]).unwrap();
+        let m = s.mirror("p").unwrap().unwrap();
+        assert_eq!(m.issues.len(), 1);
+        assert_eq!(m.last_full_at, t2);
+        assert_eq!(m.issues[0].raw["name"], "issue c");
+    }
+
+    #[test]
+    fn cycles_are_remembered_with_their_alert_and_forgotten_when_gone() {
+        let (_d, mut s) = open();
+        let id = s.record_cycle("1,2", "⛔ cycle", true, T0).unwrap();
+        assert!(id.is_some());
+        assert_eq!(s.pending_count().unwrap(), 1);
+        s.record_cycle("5,6", "⛔ other", false, T0).unwrap();
+        assert_eq!(s.known_cycles().unwrap().len(), 2);
+        assert_eq!(s.forget_cycles_except(&["5,6".into()]).unwrap(), 1);
+        let known: Vec<String> = s
+            .known_cycles()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
+        assert_eq!(known, vec!["5,6".to_string()]);
+    }
+
+    #[test]
+    fn a_v1_sidecar_migrates_to_v2_keeping_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::MIGRATION_V1).unwrap();
+            conn.execute(
+                "INSERT INTO counters (name, value) VALUES ('unblocked_total', 7)",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let s = Sidecar::open(&path).unwrap();
+        assert_eq!(s.snapshot().unwrap().unblocked_total, 7);
+        assert!(s.mirror("p").unwrap().is_none());
+    }
+}
