@@ -8,6 +8,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::config::Reconcile;
+use crate::deps::Readiness;
 use crate::outcome::{Reason, Verdict};
 use crate::peers::orchestrator::Task;
 use crate::states::StateMap;
@@ -134,6 +135,16 @@ pub fn action_cap(actions: u64, cfg: &Reconcile) -> Verdict {
     }
 }
 
+/// Row 11: a task waiting for an unfinished dependency is not stuck.
+/// `None`: task_deps_enabled is off.
+pub fn dependency_guard(readiness: Option<&Readiness>) -> Verdict {
+    match readiness {
+        Some(Readiness::Waiting { .. }) => Verdict::Skip(Reason::WaitingDeps),
+        Some(Readiness::Cycle { .. }) => Verdict::Skip(Reason::Cycle),
+        Some(Readiness::Ready) | None => Verdict::Proceed,
+    }
+}
+
 /// Rows 0–12 in order; `resolve` is called only when the local guards pass.
 pub fn decide(
     task: &Task,
@@ -141,6 +152,7 @@ pub fn decide(
     project_enabled: bool,
     now: OffsetDateTime,
     actions: u64,
+    deps: Option<&Readiness>,
     resolve: impl FnOnce() -> PlaneView,
 ) -> Verdict {
     match local_guards(task, cfg, project_enabled, now) {
@@ -148,6 +160,10 @@ pub fn decide(
         v => return v,
     }
     match plane_guards(&resolve(), cfg) {
+        Verdict::Proceed => {}
+        v => return v,
+    }
+    match dependency_guard(deps) {
         Verdict::Proceed => {}
         v => return v,
     }
@@ -212,7 +228,7 @@ mod tests {
 
     fn run(task: &Task, cfg: &Reconcile, state: &str, with_waits: bool) -> Verdict {
         let m = states(with_waits);
-        decide(task, cfg, true, NOW, 0, || PlaneView::Resolved {
+        decide(task, cfg, true, NOW, 0, None, || PlaneView::Resolved {
             states: m,
             state: state.into(),
         })
@@ -233,11 +249,11 @@ mod tests {
         let mut c = cfg();
         c.skip_work_items = vec!["ET-7".into()];
         assert_eq!(
-            decide(&stuck(), &c, true, NOW, 0, unreachable_resolver),
+            decide(&stuck(), &c, true, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::Excluded)
         );
         assert_eq!(
-            decide(&stuck(), &cfg(), false, NOW, 0, unreachable_resolver),
+            decide(&stuck(), &cfg(), false, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::Excluded)
         );
     }
@@ -249,7 +265,7 @@ mod tests {
             ..stuck()
         };
         assert_eq!(
-            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            decide(&t, &cfg(), true, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::HumanGate)
         );
     }
@@ -262,7 +278,7 @@ mod tests {
                 ..stuck()
             };
             assert_eq!(
-                decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+                decide(&t, &cfg(), true, NOW, 0, None, unreachable_resolver),
                 Verdict::Skip(Reason::TerminalStage)
             );
         }
@@ -275,7 +291,7 @@ mod tests {
             ..stuck()
         };
         assert_eq!(
-            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            decide(&t, &cfg(), true, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::NoGate)
         );
     }
@@ -287,7 +303,7 @@ mod tests {
             ..stuck()
         };
         assert_eq!(
-            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            decide(&t, &cfg(), true, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::InFlight)
         );
     }
@@ -301,7 +317,7 @@ mod tests {
             ..stuck()
         };
         assert_eq!(
-            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            decide(&t, &cfg(), true, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::Young)
         );
         // age_s says old even though updated_at is fresh.
@@ -366,7 +382,7 @@ mod tests {
             ..stuck()
         };
         assert_eq!(
-            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            decide(&t, &cfg(), true, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::Escalated)
         );
         let t = Task {
@@ -381,7 +397,7 @@ mod tests {
             ..stuck()
         };
         assert_eq!(
-            decide(&t, &cfg(), true, NOW, 0, unreachable_resolver),
+            decide(&t, &cfg(), true, NOW, 0, None, unreachable_resolver),
             Verdict::Skip(Reason::Escalated)
         );
         let t = Task {
@@ -413,14 +429,14 @@ mod tests {
     #[test]
     fn row9_unresolved_skips_and_the_escape_hatch_goes_on() {
         for cause in [Unresolved::NotAsked, Unresolved::ReadFailed] {
-            let v = decide(&stuck(), &cfg(), true, NOW, 0, || {
+            let v = decide(&stuck(), &cfg(), true, NOW, 0, None, || {
                 PlaneView::Unresolved(cause)
             });
             assert_eq!(v, Verdict::Skip(Reason::PlaneUnresolved));
         }
         let mut c = cfg();
         c.skip_blocked_enabled = false;
-        let v = decide(&stuck(), &c, true, NOW, 0, || {
+        let v = decide(&stuck(), &c, true, NOW, 0, None, || {
             PlaneView::Unresolved(Unresolved::ReadFailed)
         });
         assert_eq!(v, Verdict::Proceed);
@@ -428,11 +444,11 @@ mod tests {
 
     #[test]
     fn row9_budget_exhaustion_defers_instead_of_failing() {
-        let v = decide(&stuck(), &cfg(), true, NOW, 0, || {
+        let v = decide(&stuck(), &cfg(), true, NOW, 0, None, || {
             PlaneView::Unresolved(Unresolved::Reserve)
         });
         assert_eq!(v, Verdict::Defer(Reason::RateReserve));
-        let v = decide(&stuck(), &cfg(), true, NOW, 0, || {
+        let v = decide(&stuck(), &cfg(), true, NOW, 0, None, || {
             PlaneView::Unresolved(Unresolved::RateLimited)
         });
         assert_eq!(v, Verdict::Defer(Reason::RateLimited));
@@ -467,14 +483,53 @@ mod tests {
     }
 
     #[test]
+    fn row11_waiting_and_cycle_skip_and_off_goes_on() {
+        let m = states(false);
+        let go = |deps: Option<&Readiness>| {
+            decide(&stuck(), &cfg(), true, NOW, 0, deps, || {
+                PlaneView::Resolved {
+                    states: m.clone(),
+                    state: "u-prog".into(),
+                }
+            })
+        };
+        assert_eq!(
+            go(Some(&Readiness::Waiting { on: vec![3] })),
+            Verdict::Skip(Reason::WaitingDeps)
+        );
+        assert_eq!(
+            go(Some(&Readiness::Cycle { component: 0 })),
+            Verdict::Skip(Reason::Cycle)
+        );
+        assert_eq!(go(Some(&Readiness::Ready)), Verdict::Proceed);
+        assert_eq!(go(None), Verdict::Proceed);
+        // Plane guards come first: a blocked task is human_wait, not waiting_deps.
+        let v = decide(
+            &stuck(),
+            &cfg(),
+            true,
+            NOW,
+            0,
+            Some(&Readiness::Waiting { on: vec![3] }),
+            || PlaneView::Resolved {
+                states: m.clone(),
+                state: "u-block".into(),
+            },
+        );
+        assert_eq!(v, Verdict::Skip(Reason::HumanWait));
+    }
+
+    #[test]
     fn row12_action_cap_defers_and_zero_means_no_cap() {
         let m = states(false);
         let mut c = cfg();
         c.max_actions = 2;
         let go = |actions, c: &Reconcile| {
-            decide(&stuck(), c, true, NOW, actions, || PlaneView::Resolved {
-                states: m.clone(),
-                state: "u-prog".into(),
+            decide(&stuck(), c, true, NOW, actions, None, || {
+                PlaneView::Resolved {
+                    states: m.clone(),
+                    state: "u-prog".into(),
+                }
             })
         };
         assert_eq!(go(1, &c), Verdict::Proceed);

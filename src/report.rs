@@ -151,7 +151,14 @@ pub struct PlanePass {
 pub struct CycleReport {
     pub members: Vec<String>,
     pub cycle: String,
-    pub outcome: String,
+    /// `alerted`, `known`, or in a dry-run `would_alert`.
+    pub outcome: &'static str,
+    /// Members whose Plane issue was moved to Blocked this tick.
+    pub blocked: Vec<String>,
+    /// A failed PATCH (retried on the next tick, without a new alert).
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub outbox_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -291,7 +298,14 @@ impl Report {
             }
         }
         for c in &self.cycles {
-            let _ = writeln!(out, "cycle: {} {}", c.outcome, c.cycle);
+            let _ = write!(out, "cycle: {} {}", c.outcome, c.cycle);
+            if !c.blocked.is_empty() {
+                let _ = write!(out, " [moved to Blocked: {}]", c.blocked.join(", "));
+            }
+            if let Some(e) = &c.error {
+                let _ = write!(out, ": {e}");
+            }
+            out.push('\n');
         }
         if quiet {
             return out;

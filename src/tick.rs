@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::deps::{DepGraph, Readiness};
 use crate::gate::{self, PlaneView, Unresolved};
 use crate::notify;
 use crate::outcome::{Outcome, Reason, Verdict};
@@ -17,11 +18,14 @@ use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::{Advance, Orchestrator, Task};
 use crate::peers::plane::{Plane, PlaneFailure};
 use crate::peers::telegram::Telegram;
-use crate::report::{GatePass, GateUnit, Notification, Notifications, PlanePass, Report, Requests};
+use crate::report::{
+    CycleReport, GatePass, GateUnit, Notification, Notifications, PlanePass, Report, Requests,
+};
 use crate::sidecar::{self, Sidecar, TickLock};
 use crate::states::{StateMap, merge_state_names};
 use crate::timestamp;
 
+mod cycles;
 mod plane;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +93,9 @@ struct Tick<'a> {
     dry_dedup: HashMap<String, (String, Option<String>)>,
     states: HashMap<String, Result<Arc<StateMap>, Blind>>,
     cut_by_deadline: bool,
+    cycles: Vec<CycleReport>,
+    /// Issues moved to Blocked this tick: never PATCHed twice.
+    patched: std::collections::HashSet<String>,
 }
 
 /// Runs one tick. Errors are the ones that stop a tick before it reports:
@@ -140,6 +147,8 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         dry_dedup: HashMap::new(),
         states: HashMap::new(),
         cut_by_deadline: false,
+        cycles: Vec::new(),
+        patched: std::collections::HashSet::new(),
     };
 
     let mut report = Report {
@@ -167,6 +176,7 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     if matches!(opts.command, Command::Gate | Command::All) {
         report.gate = tick.gate_pass()?;
     }
+    report.cycles = std::mem::take(&mut tick.cycles);
     if matches!(opts.command, Command::Plane | Command::All) {
         report.plane = tick.plane_pass()?;
     }
@@ -195,8 +205,9 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
     };
 
     // Exit code, first match wins: 69, 75, 1, 0 (78 and 74 never get here).
-    let unit_failed =
-        report.gate.units.iter().any(|u| u.failed) || report.plane.units.iter().any(|u| u.failed);
+    let unit_failed = report.gate.units.iter().any(|u| u.failed)
+        || report.plane.units.iter().any(|u| u.failed)
+        || report.cycles.iter().any(|c| c.error.is_some());
     let project_failed = report.plane.projects.iter().any(|p| p.error.is_some());
     let undelivered =
         delivery_ran && (report.notifications.queued > 0 || report.notifications.dropped > 0);
@@ -297,6 +308,7 @@ fn tick_record(
             skipped_terminal += 1;
         }
     }
+    errors += report.cycles.iter().filter(|c| c.error.is_some()).count() as i64;
     errors += report
         .plane
         .projects
@@ -352,6 +364,19 @@ impl Tick<'_> {
                 return Ok(pass);
             }
         };
+        let tasks: Vec<Task> = list
+            .iter()
+            .filter_map(|t| t.as_ref().ok().cloned())
+            .collect();
+        let graph = if self.cfg.reconcile.task_deps_enabled {
+            let graph = DepGraph::build(&tasks);
+            for w in graph.warnings() {
+                log::warn!("{w}");
+            }
+            Some(graph)
+        } else {
+            None
+        };
         for item in list {
             if !self.cut_by_deadline && self.past_deadline() {
                 log::warn!("deadline reached; the remaining tasks are deferred");
@@ -375,7 +400,10 @@ impl Tick<'_> {
                     u.reason = Some(Reason::Deadline);
                     u
                 }
-                Ok(task) => self.gate_task(&task)?,
+                Ok(task) => {
+                    let readiness = graph.as_ref().map(|g| g.readiness(task.id));
+                    self.gate_task(&task, readiness.as_ref())?
+                }
             };
             if unit.failed {
                 log::error!(
@@ -388,22 +416,35 @@ impl Tick<'_> {
             }
             pass.units.push(unit);
         }
+        if let Some(graph) = &graph
+            && !self.cut_by_deadline
+        {
+            self.cycle_backstop(graph, &tasks)?;
+        }
         Ok(pass)
     }
 
-    fn gate_task(&mut self, task: &Task) -> anyhow::Result<GateUnit> {
+    fn gate_task(&mut self, task: &Task, deps: Option<&Readiness>) -> anyhow::Result<GateUnit> {
         let config = self.cfg;
         let cfg = &config.reconcile;
         let project = config.project_by_repo(&task.repo);
         let project_enabled = project.is_none_or(|p| p.enabled);
         let mut resolved: Option<PlaneView> = None;
         let mut blind_message: Option<String> = None;
-        let verdict = gate::decide(task, cfg, project_enabled, self.now, self.actions, || {
-            let (view, message) = self.resolve_plane(task);
-            blind_message = message;
-            resolved = Some(view.clone());
-            view
-        });
+        let verdict = gate::decide(
+            task,
+            cfg,
+            project_enabled,
+            self.now,
+            self.actions,
+            deps,
+            || {
+                let (view, message) = self.resolve_plane(task);
+                blind_message = message;
+                resolved = Some(view.clone());
+                view
+            },
+        );
         let state_uuid = match &resolved {
             Some(PlaneView::Resolved { state, .. }) => Some(state.clone()),
             _ => None,

@@ -1,0 +1,128 @@
+//! The dependency-cycle backstop (DESIGN §5.5): every cycle in the graph
+//! is alerted once, its members' Plane issues moved to Blocked, and a
+//! cycle that is gone is forgotten so that a recurrence alerts again.
+
+use std::collections::HashSet;
+
+use super::{Store, Tick};
+use crate::deps::{Cycle, DepGraph};
+use crate::notify;
+use crate::peers::orchestrator::Task;
+use crate::report::CycleReport;
+
+impl Tick<'_> {
+    pub(super) fn cycle_backstop(
+        &mut self,
+        graph: &DepGraph,
+        tasks: &[Task],
+    ) -> anyhow::Result<()> {
+        let known: HashSet<String> = match self.store.reader() {
+            Some(s) => s.known_cycles()?.into_iter().map(|c| c.key).collect(),
+            None => HashSet::new(),
+        };
+        for cycle in graph.cycles() {
+            let members: Vec<String> = cycle.members.iter().map(|id| graph.label(*id)).collect();
+            let rendered = graph.render(cycle);
+            let mut report = CycleReport {
+                members,
+                cycle: rendered.clone(),
+                outcome: "known",
+                blocked: Vec::new(),
+                error: None,
+                outbox_id: None,
+            };
+            if !known.contains(&cycle.key) {
+                report.outcome = if self.opts.dry_run {
+                    "would_alert"
+                } else {
+                    "alerted"
+                };
+                if let Store::Live(store) = &mut self.store {
+                    let template = self
+                        .cfg
+                        .telegram
+                        .as_ref()
+                        .map_or(crate::config::DEFAULT_CYCLE_TEMPLATE, |t| {
+                            t.cycle_template.as_str()
+                        });
+                    let text = notify::cycle_text(template, &rendered);
+                    log::warn!("F-1: dependency cycle {rendered}");
+                    report.outbox_id = store.record_cycle(
+                        &cycle.key,
+                        &text,
+                        self.cfg.telegram.is_some(),
+                        self.now,
+                    )?;
+                }
+            }
+            if !self.opts.dry_run {
+                self.block_members(cycle, graph, tasks, &mut report);
+            }
+            self.cycles.push(report);
+        }
+        if let Store::Live(store) = &mut self.store {
+            let present: Vec<String> = graph.cycles().iter().map(|c| c.key.clone()).collect();
+            store.forget_cycles_except(&present)?;
+        }
+        Ok(())
+    }
+
+    /// Moves each member's issue to its project's Blocked state, when the
+    /// project has one and the issue is not there already.
+    fn block_members(
+        &mut self,
+        cycle: &Cycle,
+        graph: &DepGraph,
+        tasks: &[Task],
+        report: &mut CycleReport,
+    ) {
+        let config = self.cfg;
+        for id in &cycle.members {
+            let Some(task) = tasks.iter().find(|t| t.id == *id) else {
+                continue;
+            };
+            let Some(project) = config.project_by_repo(&task.repo).filter(|p| p.enabled) else {
+                continue;
+            };
+            let Some(issue_id) = task.issue_id() else {
+                continue;
+            };
+            if self.patched.contains(issue_id) {
+                continue;
+            }
+            let states = match self.project_states(project) {
+                Ok(s) => s,
+                Err(b) => {
+                    report.error = Some(b.message);
+                    continue;
+                }
+            };
+            let Some(blocked) = states.uuid("blocked").map(str::to_string) else {
+                continue;
+            };
+            let current = match self.plane.issue(&project.plane_project_id, issue_id) {
+                Ok(issue) => issue.state,
+                Err(f) => {
+                    report.error = Some(f.to_string());
+                    continue;
+                }
+            };
+            if current.as_deref() == Some(blocked.as_str()) {
+                continue;
+            }
+            match self
+                .plane
+                .set_state(&project.plane_project_id, issue_id, &blocked)
+            {
+                Ok(()) => {
+                    self.patched.insert(issue_id.to_string());
+                    report.blocked.push(graph.label(*id));
+                }
+                Err(f) => {
+                    log::error!("F-1: moving {} to Blocked failed: {f}", graph.label(*id));
+                    report.error = Some(f.to_string());
+                }
+            }
+        }
+    }
+}
