@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::cli::{Cli, Command, Format};
+use crate::cli::{Cli, Command, Format, OutboxAction};
 use crate::config::{self, Config, ConfigError};
 use crate::sidecar::{self, LockBusy, Sidecar, SidecarError};
 use crate::tick;
@@ -38,11 +38,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plane => run_tick(&cli, tick::Command::Plane),
         Command::All => run_tick(&cli, tick::Command::All),
         Command::Status => status(&cli),
+        Command::History { limit, since } => crate::history::run(&cli, limit, since),
+        Command::Check { offline } => crate::check::run(&cli, offline),
+        Command::Outbox {
+            action: OutboxAction::List,
+        } => crate::ops::outbox_list(&cli),
+        Command::Outbox {
+            action: OutboxAction::Drop { id },
+        } => crate::ops::outbox_drop(&cli, id),
+        Command::Forget { ref key } => crate::ops::forget(&cli, key),
         Command::Demo => crate::demo::run(cli.output, cli.verbose > 0),
+        Command::Completions { shell } => write_stdout(&crate::manpage::completions(shell)),
+        Command::Man => write_stdout(&crate::manpage::render()),
     }
 }
 
-fn config_path(cli: &Cli) -> PathBuf {
+/// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
+}
+
+pub fn config_path(cli: &Cli) -> PathBuf {
     cli.config.clone().unwrap_or_else(config::default_path)
 }
 
@@ -68,7 +90,16 @@ fn run_tick(cli: &Cli, command: tick::Command) -> anyhow::Result<ExitCode> {
         dry_run: cli.dry_run,
         wait_lock: Duration::from_secs(cli.wait_lock),
     };
+    let started = std::time::Instant::now();
     let report = tick::run(&cfg, &opts)?;
+    if !cli.dry_run
+        && let Some(path) = &cfg.metrics.textfile
+    {
+        // Metrics are a side channel: a failure is logged, the exit code stands.
+        if let Err(e) = crate::metrics::write(path, &report, started.elapsed()) {
+            log::error!("metrics textfile {}: {e:#}", path.display());
+        }
+    }
     print_report(&report, cli.output, cli.verbose > 0, cli.quiet > 0);
     Ok(ExitCode::from(report.exit_code))
 }
@@ -83,18 +114,7 @@ pub fn print_report(report: &crate::report::Report, format: Format, verbose: boo
 /// The seed's status() snapshot, from the sidecar alone; the config (when
 /// there is one) only adds enabled / plane_enabled / interval.
 fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let path = config_path(cli);
-    let cfg = if path.exists() || cli.config.is_some() {
-        match load_config(cli, false) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                log::warn!("status without configuration: {e:#}");
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let cfg = optional_config(cli, "status");
     let env_bool = |name: &str| {
         std::env::var(name)
             .ok()
@@ -114,11 +134,7 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .and_then(|v| v.trim().parse().ok()),
         ),
     };
-    let state_path = match (&cli.state, &cfg) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => c.state.path.clone(),
-        (None, None) => default_state_path(),
-    };
+    let state_path = state_path(cli, cfg.as_ref());
     let snapshot = match Sidecar::open_read_only(&state_path)? {
         Some(s) => s.snapshot()?,
         None => sidecar::Snapshot::default(),
@@ -141,6 +157,31 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
         Format::Text => print!("{}", status_text(&value)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration, without secrets, when there is one; for the commands
+/// that need only the sidecar (a broken config draws a warning, not 78).
+pub fn optional_config(cli: &Cli, what: &str) -> Option<Config> {
+    let path = config_path(cli);
+    if !(path.exists() || cli.config.is_some()) {
+        return None;
+    }
+    match load_config(cli, false) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("{what} without configuration: {e:#}");
+            None
+        }
+    }
+}
+
+/// The sidecar: --state, else the config's [state] path, else the default.
+pub fn state_path(cli: &Cli, cfg: Option<&Config>) -> PathBuf {
+    match (&cli.state, cfg) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => c.state.path.clone(),
+        (None, None) => default_state_path(),
+    }
 }
 
 fn status_text(value: &serde_json::Value) -> String {
