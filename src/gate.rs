@@ -24,18 +24,24 @@ pub enum Unresolved {
     Reserve,
     /// Plane answered 429.
     RateLimited,
+    /// The tick's deadline passed before the project was read.
+    Deadline,
 }
 
 impl Unresolved {
-    /// The request budget, not a failure: the unit is deferred.
-    pub fn is_budget(self) -> bool {
-        matches!(self, Unresolved::Reserve | Unresolved::RateLimited)
+    /// The budget or the clock, not a failure: the unit is deferred.
+    pub fn is_deferral(self) -> bool {
+        matches!(
+            self,
+            Unresolved::Reserve | Unresolved::RateLimited | Unresolved::Deadline
+        )
     }
 
-    /// The deferral reason of a budget cause.
+    /// The deferral reason of such a cause.
     pub fn reason(self) -> Reason {
         match self {
             Unresolved::RateLimited => Reason::RateLimited,
+            Unresolved::Deadline => Reason::Deadline,
             _ => Reason::RateReserve,
         }
     }
@@ -121,7 +127,7 @@ pub fn plane_guards(view: &PlaneView, cfg: &Reconcile) -> Verdict {
         }
         // The escape hatch for a Plane outage: go on without Guard 2.
         PlaneView::Unresolved(_) if !cfg.skip_blocked_enabled => Verdict::Proceed,
-        PlaneView::Unresolved(u) if u.is_budget() => Verdict::Defer(u.reason()),
+        PlaneView::Unresolved(u) if u.is_deferral() => Verdict::Defer(u.reason()),
         PlaneView::Unresolved(_) => Verdict::Skip(Reason::PlaneUnresolved),
     }
 }

@@ -22,11 +22,13 @@ use crate::report::{
     CycleReport, GatePass, GateUnit, Notification, Notifications, PlanePass, Report, Requests,
 };
 use crate::sidecar::{self, Sidecar, TickLock};
-use crate::states::{StateMap, merge_state_names};
 use crate::timestamp;
 
 mod cycles;
+mod fetch;
 mod plane;
+
+use fetch::ProjectView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -75,6 +77,21 @@ struct Blind {
     message: String,
 }
 
+impl From<PlaneFailure> for Blind {
+    fn from(f: PlaneFailure) -> Blind {
+        blind(f)
+    }
+}
+
+impl Blind {
+    fn not_reached() -> Blind {
+        Blind {
+            cause: Unresolved::Deadline,
+            message: "not read: the deadline passed".into(),
+        }
+    }
+}
+
 struct Tick<'a> {
     cfg: &'a Config,
     opts: &'a Options,
@@ -91,7 +108,10 @@ struct Tick<'a> {
     deduped_keys: Vec<String>,
     /// Dry-run: announcements this tick would have recorded.
     dry_dedup: HashMap<String, (String, Option<String>)>,
-    states: HashMap<String, Result<Arc<StateMap>, Blind>>,
+    /// Plane projects read this tick, by project id.
+    projects: HashMap<String, Result<Arc<ProjectView>, Blind>>,
+    /// Plane requests each project's reads cost.
+    project_requests: HashMap<String, u64>,
     cut_by_deadline: bool,
     cycles: Vec<CycleReport>,
     /// Issues moved to Blocked this tick: never PATCHed twice.
@@ -145,7 +165,8 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         actions: 0,
         deduped_keys: Vec::new(),
         dry_dedup: HashMap::new(),
-        states: HashMap::new(),
+        projects: HashMap::new(),
+        project_requests: HashMap::new(),
         cut_by_deadline: false,
         cycles: Vec::new(),
         patched: std::collections::HashSet::new(),
@@ -368,6 +389,7 @@ impl Tick<'_> {
             .iter()
             .filter_map(|t| t.as_ref().ok().cloned())
             .collect();
+        self.prefetch_for_gate(&tasks)?;
         let graph = if self.cfg.reconcile.task_deps_enabled {
             let graph = DepGraph::build(&tasks);
             for w in graph.warnings() {
@@ -422,6 +444,28 @@ impl Tick<'_> {
             self.cycle_backstop(graph, &tasks)?;
         }
         Ok(pass)
+    }
+
+    /// Reads, concurrently, every project F-1 will ask about: those of the
+    /// tasks that pass the local guards (in `all`, every enabled project,
+    /// which F-2 needs anyway).
+    fn prefetch_for_gate(&mut self, tasks: &[Task]) -> anyhow::Result<()> {
+        let config = self.cfg;
+        let needed: Vec<crate::config::Project> = config
+            .projects
+            .iter()
+            .filter(|p| p.enabled)
+            .filter(|p| {
+                self.opts.command == Command::All
+                    || tasks.iter().any(|t| {
+                        t.repo == p.repo
+                            && gate::local_guards(t, &config.reconcile, true, self.now)
+                                == Verdict::Proceed
+                    })
+            })
+            .cloned()
+            .collect();
+        self.prefetch(&needed)
     }
 
     fn gate_task(&mut self, task: &Task, deps: Option<&Readiness>) -> anyhow::Result<GateUnit> {
@@ -547,44 +591,30 @@ impl Tick<'_> {
                 Some("task has no plane_issue_id".into()),
             );
         };
-        let states = match self.project_states(project) {
-            Ok(s) => s,
+        let view = match self.project_view(project) {
+            Ok(v) => v,
             Err(b) => return (PlaneView::Unresolved(b.cause), Some(b.message)),
         };
-        match self.plane.issue(&project.plane_project_id, issue_id) {
-            Ok(issue) => match issue.state {
-                Some(state) => (PlaneView::Resolved { states, state }, None),
-                None => (
-                    PlaneView::Unresolved(Unresolved::ReadFailed),
-                    Some(format!("plane issue {issue_id} has no state")),
-                ),
-            },
-            Err(f) => {
-                let b = blind(f);
-                (PlaneView::Unresolved(b.cause), Some(b.message))
-            }
+        match view.issue(issue_id).map(|i| i.state.clone()) {
+            Some(Some(state)) => (
+                PlaneView::Resolved {
+                    states: view.states.clone(),
+                    state,
+                },
+                None,
+            ),
+            Some(None) => (
+                PlaneView::Unresolved(Unresolved::ReadFailed),
+                Some(format!("plane issue {issue_id} has no state")),
+            ),
+            None => (
+                PlaneView::Unresolved(Unresolved::ReadFailed),
+                Some(format!(
+                    "plane issue {issue_id} is not listed in project {}",
+                    project.plane_project_id
+                )),
+            ),
         }
-    }
-
-    /// A project's states, fetched once per tick.
-    fn project_states(&mut self, project: &crate::config::Project) -> Result<Arc<StateMap>, Blind> {
-        if let Some(cached) = self.states.get(&project.plane_project_id) {
-            return cached.clone();
-        }
-        let result = match self.plane.states(&project.plane_project_id) {
-            Ok(states) => {
-                let names = merge_state_names(&self.cfg.plane.state_names, &project.state_names);
-                let map = StateMap::build(&states, &names);
-                for w in &map.warnings {
-                    log::warn!("project {}: {w}", project.repo);
-                }
-                Ok(Arc::new(map))
-            }
-            Err(f) => Err(blind(f)),
-        };
-        self.states
-            .insert(project.plane_project_id.clone(), result.clone());
-        result
     }
 
     /// DESIGN §6.2: announce an unblock once per (key, stage, state).

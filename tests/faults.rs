@@ -18,18 +18,18 @@ enum Target {
     Replay,
     PlaneStates,
     PlaneList,
-    PlaneIssue,
     Telegram,
 }
 
 impl Target {
-    const ALL: [Target; 7] = [
+    /// Plane's one-issue GET is not in the matrix: since the issue mirror
+    /// (DESIGN §6.5) no pass reads single issues.
+    const ALL: [Target; 6] = [
         Target::TaskList,
         Target::Advance,
         Target::Replay,
         Target::PlaneStates,
         Target::PlaneList,
-        Target::PlaneIssue,
         Target::Telegram,
     ];
 
@@ -40,7 +40,6 @@ impl Target {
             Target::Replay => Route::OrchWebhook,
             Target::PlaneStates => Route::PlaneStates,
             Target::PlaneList => Route::PlaneItems,
-            Target::PlaneIssue => Route::PlaneItem,
             Target::Telegram => Route::TelegramSend,
         }
     }
@@ -52,7 +51,6 @@ impl Target {
             Target::Replay => "orchestrator webhook replay (POST)",
             Target::PlaneStates => "Plane states (GET)",
             Target::PlaneList => "Plane issue list (GET)",
-            Target::PlaneIssue => "Plane one issue (GET)",
             Target::Telegram => "Telegram sendMessage (POST)",
         }
     }
@@ -159,6 +157,8 @@ fn scenario() -> Test {
         .set("orchestrator", "webhook_timeout_s", "1")
         .set("plane", "timeout_s", "1")
         .set("telegram", "timeout_s", "1")
+        // One project read at a time, so a route's fault meets ET first.
+        .set("plane", "concurrency", "1")
 }
 
 /// What a cell did, in the words of the report.
@@ -319,11 +319,11 @@ fn expect_report(target: Target, kind: Kind) -> String {
         Target::PlaneStates | Target::PlaneList if kind == Kind::Refused => {
             "exit 69; F-1 skipped/plane_unresolved, skipped/plane_unresolved; F-2 project error; sent 0, queued 0, dropped 0".into()
         }
-        Target::PlaneStates => {
+        // F-1 reads issue states from the freshly synced mirror: a failed
+        // states read or listing leaves the project unresolved, never stale.
+        Target::PlaneStates | Target::PlaneList => {
             "exit 1; F-1 skipped/plane_unresolved, skipped/plane_unresolved; F-2 project error; sent 0, queued 0, dropped 0".into()
         }
-        Target::PlaneList => format!("exit 1; {ok_gate}; F-2 project error; sent 2, queued 0, dropped 0"),
-        Target::PlaneIssue => format!("exit 1; F-1 skipped/plane_unresolved, advanced; {ok_plane}; sent 3, queued 0, dropped 0"),
         Target::Telegram if kind == Kind::Refused => format!(
             "exit 1; {ok_gate}; {ok_plane}; sent 0, queued 4, dropped 0; next tick exit 0, sent 4, queued 0; unblocked_total 4"
         ),
@@ -395,7 +395,8 @@ fn render(cells: &[(Target, Kind)], observed: &[String]) -> String {
          502/503/504: three tries with backoff) it is repeated so that one unit\n\
          exhausts its retries and the next unit meets a healthy peer. Routes a\n\
          whole pass depends on (task list, states, list) keep the fault for the\n\
-         tick. \"refused\" on those routes and on Telegram closes the whole peer's\n\
+         tick. Plane reads run one project at a time here (`concurrency = 1`)\n\
+         so that a fault meets project ET first. \"refused\" on those routes and on Telegram closes the whole peer's\n\
          port; on a per-unit route it is a connection reset before any answer.\n\
          Telegram cells run a second tick with Telegram healthy.\n\n\
          Rules: POSTs (advance, replay, sendMessage) are never retried in a tick,\n\
@@ -442,17 +443,32 @@ fn telegram_permanent_refusals_drop_the_message() {
 
 #[test]
 fn the_rate_reserve_stops_plane_calls_and_defers_the_rest() {
+    let mut ops = SimProject::new(&sim_uuid(&["project", "OPS"]), "OPS", "acme/ops");
+    let i8 = ops.add_issue(8, "In Progress", 2 * HOUR);
+    let i9 = ops.add_issue(9, "In Progress", 2 * HOUR);
     let stack = Test::new()
         .stuck(7, "testing", "In Progress")
-        .stuck(8, "testing", "In Progress")
-        .stuck(9, "testing", "In Progress")
+        .task(
+            reconcile::sim::SimTask::new(8, "testing")
+                .repo("acme/ops")
+                .green()
+                .issue(&i8),
+        )
+        .task(
+            reconcile::sim::SimTask::new(9, "testing")
+                .repo("acme/ops")
+                .green()
+                .issue(&i9),
+        )
+        .scenario(|s| s.projects.push(ops))
         .set("plane", "rate_reserve", "10")
+        .set("plane", "concurrency", "1")
         .scenario(|s| s.rate_limit.sequence = [11, 10].into_iter().collect())
         .start();
     let run = stack.tick(&["gate"]);
     run.code(0);
     assert_eq!(stack.sim.count_peer(reconcile::sim::Peer::Plane), 2);
-    // states (11), task 7's issue (10): task 7 goes on, the rest wait.
+    // ET's states (11) and listing (10): task 7 goes on; OPS is not read.
     assert_eq!(run.gate_outcome(7), "advanced");
     assert_eq!(run.gate_outcome(8), "deferred/rate_reserve");
     assert_eq!(run.gate_outcome(9), "deferred/rate_reserve");

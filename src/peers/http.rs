@@ -103,6 +103,8 @@ pub struct Client {
     agent: ureq::Agent,
     secrets: Arc<Vec<String>>,
     requests: Arc<AtomicU64>,
+    /// A second counter for one piece of work (a project's reads).
+    local: Option<Arc<AtomicU64>>,
     deadline: Option<Instant>,
 }
 
@@ -137,6 +139,7 @@ impl Client {
             agent,
             secrets: Arc::new(secrets.into_iter().filter(|s| !s.is_empty()).collect()),
             requests: Arc::new(AtomicU64::new(0)),
+            local: None,
             deadline: None,
         }
     }
@@ -221,6 +224,14 @@ impl Client {
         }
     }
 
+    /// The same client, also counting its requests in a fresh counter.
+    pub fn counting(&self) -> (Client, Arc<AtomicU64>) {
+        let local = Arc::new(AtomicU64::new(0));
+        let mut c = self.clone();
+        c.local = Some(local.clone());
+        (c, local)
+    }
+
     /// The tick's deadline: retries and waits never run past it.
     pub fn with_deadline(mut self, deadline: Instant) -> Client {
         self.deadline = Some(deadline);
@@ -239,6 +250,9 @@ impl Client {
         body: Option<&[u8]>,
     ) -> Result<Response, PeerError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(l) = &self.local {
+            l.fetch_add(1, Ordering::Relaxed);
+        }
         let result = match body {
             None => {
                 let mut req = match method {

@@ -3,6 +3,7 @@
 //! budget so the tool never spends the orchestrator's share.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,9 @@ pub fn walk_pages<E>(
     Ok(out)
 }
 
+/// A Plane client. Clones share the request budget, so reads running on
+/// several threads still stop at the reserve together.
+#[derive(Clone)]
 pub struct Plane {
     http: Client,
     base: String,
@@ -111,8 +115,15 @@ pub struct Plane {
     per_page: u32,
     key: String,
     reserve: i64,
+    budget: Arc<Budget>,
+}
+
+/// What Plane last said of the budget, and the calls in flight since.
+#[derive(Default)]
+struct Budget {
     /// i64::MIN: not known yet.
     remaining: AtomicI64,
+    in_flight: AtomicI64,
 }
 
 impl Plane {
@@ -132,8 +143,23 @@ impl Plane {
                 .map(|k| k.expose().to_string())
                 .unwrap_or_default(),
             reserve: i64::from(cfg.rate_reserve),
-            remaining: AtomicI64::new(i64::MIN),
+            budget: Arc::new(Budget {
+                remaining: AtomicI64::new(i64::MIN),
+                in_flight: AtomicI64::new(0),
+            }),
         }
+    }
+
+    /// The same client, also counting its requests (one project's reads).
+    pub fn counting(&self) -> (Plane, Arc<std::sync::atomic::AtomicU64>) {
+        let (http, counter) = self.http.counting();
+        (
+            Plane {
+                http,
+                ..self.clone()
+            },
+            counter,
+        )
     }
 
     pub fn client(&self) -> &Client {
@@ -142,7 +168,7 @@ impl Plane {
 
     /// The last X-RateLimit-Remaining seen.
     pub fn remaining(&self) -> Option<i64> {
-        Some(self.remaining.load(Ordering::Relaxed)).filter(|r| *r != i64::MIN)
+        Some(self.budget.remaining.load(Ordering::Relaxed)).filter(|r| *r != i64::MIN)
     }
 
     /// One Plane call under the budget. A 429 is waited out once when its
@@ -175,11 +201,25 @@ impl Plane {
         url: &str,
         body: Option<&[u8]>,
     ) -> Result<Value, PlaneFailure> {
+        // Calls in flight on other threads will spend budget too.
+        let in_flight = self.budget.in_flight.fetch_add(1, Ordering::SeqCst);
         if let Some(r) = self.remaining()
-            && r <= self.reserve
+            && r - in_flight <= self.reserve
         {
+            self.budget.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(PlaneFailure::Reserve);
         }
+        let result = self.call_unchecked(method, url, body);
+        self.budget.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn call_unchecked(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Value, PlaneFailure> {
         let headers = [
             ("X-API-Key", self.key.as_str()),
             ("Accept", "application/json"),
@@ -189,7 +229,14 @@ impl Plane {
             .send(method, url, &headers, body)
             .map_err(PlaneFailure::Failed)?;
         if let Some(r) = resp.rate_remaining {
-            self.remaining.store(r, Ordering::Relaxed);
+            // Threads answer out of order: keep the lowest value seen, the
+            // conservative one (a window reset mid-tick only stops us early).
+            let _ = self
+                .budget
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                    Some(if old == i64::MIN { r } else { old.min(r) })
+                });
         }
         match resp.status {
             200..=299 => self
@@ -254,6 +301,48 @@ impl Plane {
             .into_iter()
             .map(Issue::from_value)
             .collect())
+    }
+
+    /// Issues changed since `boundary`, newest first: pages are read until
+    /// one holds an issue last updated before it (DESIGN §6.5).
+    pub fn issues_since(
+        &self,
+        project: &str,
+        boundary: time::OffsetDateTime,
+    ) -> Result<Vec<Result<Issue, String>>, PlaneFailure> {
+        let first = format!(
+            "{}/{project}/{}/?per_page={}&expand=state&order_by=-updated_at",
+            self.base, self.items_path, self.per_page
+        );
+        let mut seen_cursors: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        let mut url = first.clone();
+        loop {
+            let page = self.page(&url)?;
+            let mut reached = page.results.is_empty();
+            for v in page.results {
+                let issue = Issue::from_value(v);
+                let old = issue
+                    .as_ref()
+                    .ok()
+                    .and_then(|i| i.updated_at.as_deref())
+                    .and_then(crate::timestamp::parse);
+                if old.is_some_and(|t| t < boundary) {
+                    reached = true;
+                }
+                out.push(issue);
+            }
+            if reached || page.next_page_results != Some(true) {
+                break;
+            }
+            match page.next_cursor {
+                Some(next) if !next.is_empty() && seen_cursors.insert(next.clone()) => {
+                    url = format!("{first}&cursor={}", super::orchestrator::encode(&next));
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     pub fn issue(&self, project: &str, issue_id: &str) -> Result<Issue, PlaneFailure> {

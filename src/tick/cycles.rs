@@ -90,23 +90,18 @@ impl Tick<'_> {
             if self.patched.contains(issue_id) {
                 continue;
             }
-            let states = match self.project_states(project) {
-                Ok(s) => s,
+            let view = match self.project_view(project) {
+                Ok(v) => v,
                 Err(b) => {
                     report.error = Some(b.message);
                     continue;
                 }
             };
-            let Some(blocked) = states.uuid("blocked").map(str::to_string) else {
+            let Some(blocked) = view.states.uuid("blocked").map(str::to_string) else {
                 continue;
             };
-            let current = match self.plane.issue(&project.plane_project_id, issue_id) {
-                Ok(issue) => issue.state,
-                Err(f) => {
-                    report.error = Some(f.to_string());
-                    continue;
-                }
-            };
+            // Judged from the freshly synced mirror: no request per member.
+            let current = view.issue(issue_id).and_then(|i| i.state.clone());
             if current.as_deref() == Some(blocked.as_str()) {
                 continue;
             }

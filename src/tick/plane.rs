@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use super::{Blind, Tick, Unblock};
+use super::{ProjectView, Tick, Unblock};
 use crate::config::Project;
 use crate::outcome::{Outcome, Reason};
 use crate::peers::orchestrator::Task;
-use crate::peers::plane::{Issue, PlaneFailure};
+use crate::peers::plane::Issue;
 use crate::plane_pass::{self, Action, Decision, Trigger, Wanted};
 use crate::report::{PlanePass, PlaneUnit, ProjectReport};
 use crate::sidecar;
@@ -26,6 +26,8 @@ impl Tick<'_> {
         }
         let config = self.cfg;
         let projects: Vec<&Project> = config.projects.iter().filter(|p| p.enabled).collect();
+        let owned: Vec<Project> = projects.iter().map(|p| (*p).clone()).collect();
+        self.prefetch(&owned)?;
         let mut unreachable = 0;
         for project in &projects {
             if !self.cut_by_deadline && self.past_deadline() {
@@ -43,7 +45,6 @@ impl Tick<'_> {
                 });
                 continue;
             }
-            let before = self.plane.client().requests();
             let mut report = ProjectReport {
                 plane_project_id: project.plane_project_id.clone(),
                 repo: project.repo.clone(),
@@ -52,10 +53,10 @@ impl Tick<'_> {
                 issues_listed: 0,
                 requests: 0,
             };
-            match self.project_states(project) {
-                Ok(states) => self.plane_project(project, &states, &mut report, &mut pass.units)?,
+            match self.project_view(project) {
+                Ok(view) => self.plane_project(project, &view, &mut report, &mut pass.units)?,
                 Err(b) => {
-                    if b.cause.is_budget() {
+                    if b.cause.is_deferral() {
                         report.deferred = Some(b.cause.reason());
                     } else {
                         unreachable += 1;
@@ -64,7 +65,11 @@ impl Tick<'_> {
                     }
                 }
             }
-            report.requests = self.plane.client().requests() - before;
+            report.requests = self
+                .project_requests
+                .get(&project.plane_project_id)
+                .copied()
+                .unwrap_or(0);
             pass.projects.push(report);
         }
         if !projects.is_empty() && unreachable == projects.len() {
@@ -78,10 +83,11 @@ impl Tick<'_> {
     fn plane_project(
         &mut self,
         project: &Project,
-        states: &StateMap,
+        view: &ProjectView,
         report: &mut ProjectReport,
         units: &mut Vec<PlaneUnit>,
     ) -> anyhow::Result<()> {
+        let states = view.states.as_ref();
         let wanted = Wanted::from_states(states);
         let missing = wanted.missing();
         if !missing.is_empty() {
@@ -91,31 +97,12 @@ impl Tick<'_> {
                 missing.join(", ")
             );
         }
-        let issues = match self.plane.issues(&project.plane_project_id) {
-            Ok(issues) => issues,
-            Err(f) => {
-                let b = Blind::from(f);
-                if b.cause.is_budget() {
-                    report.deferred = Some(b.cause.reason());
-                } else {
-                    log::error!("F-2: project {} failed: {}", project.repo, b.message);
-                    report.error = Some(b.message);
-                }
-                return Ok(());
-            }
-        };
+        for bad in &view.bad {
+            units.push(PlaneUnit::failed(String::new(), bad.clone()));
+        }
+        let issues = &view.issues;
         report.issues_listed = issues.len();
         for issue in issues {
-            let issue = match issue {
-                Ok(i) => i,
-                Err(e) => {
-                    units.push(PlaneUnit::failed(
-                        String::new(),
-                        format!("plane issue list: {e}"),
-                    ));
-                    continue;
-                }
-            };
             let Some(state) = issue.state.clone() else {
                 continue;
             };
@@ -134,7 +121,7 @@ impl Tick<'_> {
                     Some(Reason::Deadline),
                 )
             } else {
-                self.plane_issue(project, states, &issue, &state, trigger)?
+                self.plane_issue(project, states, issue, &state, trigger)?
             };
             if unit.failed {
                 log::error!(
@@ -309,10 +296,4 @@ pub fn replay_body(
         },
     });
     serde_json::to_vec(&body).unwrap_or_default()
-}
-
-impl From<PlaneFailure> for Blind {
-    fn from(f: PlaneFailure) -> Blind {
-        super::blind(f)
-    }
 }
