@@ -133,6 +133,7 @@ fn a_failed_sync_never_lets_either_pass_act_on_stale_states() {
         w.issue_mut(&issue_id(3)).unwrap().state = approved.clone();
         w.set_always_fault(Route::PlaneItems, Some(Fault::status(500)));
     });
+    stack.sim.clear_requests();
     let run = stack.tick(&["all"]);
     // The only project cannot be read: F-2 cannot start at all.
     run.code(69);
