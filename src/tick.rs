@@ -121,8 +121,14 @@ struct Tick<'a> {
 /// Runs one tick. Errors are the ones that stop a tick before it reports:
 /// the sidecar (74) and the lock (75).
 pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
+    run_at(cfg, opts, OffsetDateTime::now_utc())
+}
+
+/// As `run`, with the tick's wall-clock time given: every age, TTL and
+/// timestamp of the tick derives from `now` (the benchmark replays a half
+/// hour of minute ticks this way). The deadline still runs on the real clock.
+pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let now = OffsetDateTime::now_utc();
     let deadline = started + Duration::from_secs(cfg.reconcile.deadline_s);
     let path = &cfg.state.path;
 
@@ -242,14 +248,15 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
         0
     };
 
-    let finished = OffsetDateTime::now_utc();
+    let elapsed = started.elapsed();
+    let finished = now + time::Duration::try_from(elapsed).unwrap_or(time::Duration::ZERO);
     report.finished_at = timestamp::format(finished);
     match &mut tick.store {
         Store::Live(store) => {
             let rec = tick_record(
                 &report,
                 now,
-                started.elapsed(),
+                elapsed,
                 std::mem::take(&mut tick.deduped_keys),
             );
             store.finish_tick(&rec, finished)?;
