@@ -276,6 +276,8 @@ fn one_project_failing_does_not_stop_the_next() {
             s.projects.push(ops);
             s.push_fault(Route::PlaneStates, Fault::status(500));
         })
+        // One project read at a time, so the fault meets the first.
+        .set("plane", "concurrency", "1")
         .start();
     let run = stack.tick(&["plane"]);
     run.code(1);
