@@ -217,26 +217,7 @@ pub fn load_with_env(
 // defaults and validation.
 
 /// The logical state keys of DESIGN §5.3, the only keys `state_names` takes.
-pub const LOGICAL_KEYS: [&str; 18] = [
-    "backlog",
-    "todo",
-    "to_analyse",
-    "in_progress",
-    "in_review",
-    "review",
-    "architecture",
-    "development",
-    "testing",
-    "approved",
-    "rejected",
-    "blocked",
-    "needs_input",
-    "awaiting_deploy",
-    "deploying",
-    "monitoring",
-    "done",
-    "cancelled",
-];
+pub use crate::states::KEYS as LOGICAL_KEYS;
 
 /// Default `[telegram] unblock_template`.
 pub const DEFAULT_UNBLOCK_TEMPLATE: &str =

@@ -74,47 +74,12 @@ fn hand_written_config_page_names_every_key() {
     let page =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/reconcile.toml.5"))
             .unwrap();
-    for key in [
-        "enabled",
-        "plane_enabled",
-        "skip_blocked_enabled",
-        "notify_unblock",
-        "task_deps_enabled",
-        "grace_default_s",
-        "grace_overrides",
-        "max_developer_retries",
-        "max_actions",
-        "skip_work_items",
-        "interval_s",
-        "deadline_s",
-        "states_cache_ttl_s",
-        "token_file",
-        "webhook_path",
-        "webhook_secret_file",
-        "webhook_timeout_s",
-        "workspace",
-        "api_key_file",
-        "items_path",
-        "per_page",
-        "rate_reserve",
-        "concurrency",
-        "full_resync_s",
-        "resync_overlap_s",
-        "state_names",
-        "bot_token_file",
-        "chat_id",
-        "message_thread_id",
-        "api_url",
-        "link_template",
-        "unblock_template",
-        "cycle_template",
-        "digest_over",
-        "textfile",
-        "plane_project_id",
+    let extra = [
         "ORCH_RECONCILE_GRACE_OVERRIDES_JSON",
         "CREDENTIALS_DIRECTORY",
         "RECONCILE_TELEGRAM_BOT_TOKEN",
-    ] {
+    ];
+    for key in CONFIG_KEYS.iter().chain(&extra) {
         let roff = key.replace('-', "\\-");
         assert!(page.contains(&roff), "reconcile.toml.5 lacks {key}");
     }

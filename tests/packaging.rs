@@ -2,9 +2,12 @@
 //! CronJob has the properties DESIGN §12 relies on, the systemd units
 //! verify, and the generated files shipped in the package are current.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::CONFIG_KEYS;
 
 use serde_norway::Value;
 
@@ -47,48 +50,7 @@ fn the_example_config_is_valid_offline_and_names_every_key() {
     );
     assert!(stdout.contains("ok    config"), "{stdout}");
     let text = read("packaging/reconcile.toml");
-    for key in [
-        "enabled",
-        "plane_enabled",
-        "skip_blocked_enabled",
-        "notify_unblock",
-        "task_deps_enabled",
-        "grace_default_s",
-        "grace_overrides",
-        "max_developer_retries",
-        "max_actions",
-        "skip_work_items",
-        "interval_s",
-        "deadline_s",
-        "path",
-        "states_cache_ttl_s",
-        "url",
-        "token_file",
-        "webhook_path",
-        "webhook_secret_file",
-        "timeout_s",
-        "webhook_timeout_s",
-        "workspace",
-        "api_key_file",
-        "items_path",
-        "per_page",
-        "rate_reserve",
-        "concurrency",
-        "full_resync_s",
-        "resync_overlap_s",
-        "state_names",
-        "bot_token_file",
-        "chat_id",
-        "message_thread_id",
-        "api_url",
-        "link_template",
-        "unblock_template",
-        "cycle_template",
-        "digest_over",
-        "textfile",
-        "repo",
-        "plane_project_id",
-    ] {
+    for key in CONFIG_KEYS {
         assert!(
             text.lines().any(|l| {
                 let l = l.trim_start_matches(['#', ' ']);

@@ -17,6 +17,51 @@ pub const HOUR: i64 = 3600;
 pub const REPO: &str = "acme/shop";
 pub const SEED_TEXT: &str = "разблокирована (потерян webhook)";
 
+/// Every configuration key of DESIGN §3 (plus `[telegram] timeout_s`), as
+/// the example config and reconcile.toml(5) must name them.
+pub const CONFIG_KEYS: &[&str] = &[
+    "enabled",
+    "plane_enabled",
+    "skip_blocked_enabled",
+    "notify_unblock",
+    "task_deps_enabled",
+    "grace_default_s",
+    "grace_overrides",
+    "max_developer_retries",
+    "max_actions",
+    "skip_work_items",
+    "interval_s",
+    "deadline_s",
+    "path",
+    "states_cache_ttl_s",
+    "url",
+    "token_file",
+    "webhook_path",
+    "webhook_secret_file",
+    "timeout_s",
+    "webhook_timeout_s",
+    "workspace",
+    "api_key_file",
+    "items_path",
+    "per_page",
+    "rate_reserve",
+    "concurrency",
+    "full_resync_s",
+    "resync_overlap_s",
+    "state_names",
+    "bot_token_file",
+    "chat_id",
+    "message_thread_id",
+    "api_url",
+    "link_template",
+    "unblock_template",
+    "cycle_template",
+    "digest_over",
+    "textfile",
+    "repo",
+    "plane_project_id",
+];
+
 /// The id of the default project ET.
 pub fn pid() -> String {
     sim_uuid(&["project", "ET"])
