@@ -130,3 +130,44 @@ fn a_task_list_that_cannot_be_read_is_reported_in_text() {
     run.code(69).stdout_has("gate: could not run: ");
     assert!(lines(&run)[0].contains("503"), "{run}");
 }
+
+#[test]
+fn under_journald_logs_carry_a_syslog_priority_and_no_timestamp() {
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .fault(Route::TelegramSend, Fault::status(502))
+        .start();
+    let run = stack.run_with_env(&["gate"], &[("JOURNAL_STREAM", "8:12345")]);
+    run.code(1);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(!lines.is_empty(), "{run}");
+    for line in &lines {
+        let prio = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .map(|(p, _)| p);
+        assert!(
+            matches!(prio, Some("3" | "4" | "6" | "7")),
+            "no priority: {line:?}"
+        );
+        assert!(
+            !line.contains(" INFO ") && !line.starts_with("20"),
+            "a timestamp: {line:?}"
+        );
+    }
+    // The advance is info (6), the failed delivery a warning (4).
+    assert!(lines.iter().any(|l| l.starts_with("<6>")), "{run}");
+    assert!(lines.iter().any(|l| l.starts_with("<4>")), "{run}");
+}
+
+#[test]
+fn outside_journald_logs_are_timestamped_lines() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let run = stack.run(&["gate"]);
+    run.code(0);
+    let first = run.stderr.lines().next().expect("an info line");
+    assert!(
+        first.starts_with("20") && first.contains("INFO"),
+        "{first:?}"
+    );
+}
