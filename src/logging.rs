@@ -15,11 +15,21 @@ pub fn init(verbose: u8, quiet: u8) {
         _ => LevelFilter::Trace,
     };
     let mut builder = env_logger::Builder::new();
-    // Our own crate at the chosen level; the HTTP stack stays quiet.
-    builder.filter_level(LevelFilter::Warn.min(level));
-    builder.filter_module("reconcile", level);
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        builder.parse_filters(&spec);
+    match std::env::var("RUST_LOG") {
+        Ok(spec) => {
+            builder.parse_filters(&spec);
+        }
+        Err(_) => {
+            // Our own crate at the chosen level; libraries only warn.
+            builder.filter_level(LevelFilter::Warn.min(level));
+            builder.filter_module("reconcile", level);
+        }
+    }
+    // The HTTP stack logs URLs and raw headers at debug and trace, and those
+    // carry the Telegram token and the API keys: never below warn, whatever
+    // RUST_LOG asks (a later directive for the same module replaces it).
+    for module in ["ureq", "ureq_proto", "rustls"] {
+        builder.filter_module(module, LevelFilter::Warn);
     }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.format(|buf, record| {

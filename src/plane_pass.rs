@@ -129,16 +129,16 @@ pub fn decide(trigger: Trigger, task: Option<&Task>, cfg: &Reconcile, actions: u
     if task.is_some_and(|t| t.active_job) {
         return Decision::Skip(Reason::InFlight);
     }
-    let action = match (trigger, task) {
-        (Trigger::ToAnalyse, None) => Action::Start,
-        (Trigger::ToAnalyse, Some(_)) => Action::Resume,
-        (Trigger::Approved | Trigger::Rejected, Some(_)) => Action::Verdict,
-        (Trigger::Approved | Trigger::Rejected, None) => return Decision::Skip(Reason::NoTask),
-    };
+    // Row 4 comes before the rows that pick the replay (5–8).
     if cfg.max_actions > 0 && actions >= cfg.max_actions {
         return Decision::Defer(Reason::ActionCap);
     }
-    Decision::Replay(action)
+    match (trigger, task) {
+        (Trigger::ToAnalyse, None) => Decision::Replay(Action::Start),
+        (Trigger::ToAnalyse, Some(_)) => Decision::Replay(Action::Resume),
+        (Trigger::Approved | Trigger::Rejected, Some(_)) => Decision::Replay(Action::Verdict),
+        (Trigger::Approved | Trigger::Rejected, None) => Decision::Skip(Reason::NoTask),
+    }
 }
 
 /// After a replay, from the task as read before and after: did it change

@@ -114,6 +114,8 @@ struct Tick<'a> {
     project_requests: HashMap<String, u64>,
     cut_by_deadline: bool,
     cycles: Vec<CycleReport>,
+    /// A sidecar failure met where it could not be returned at once.
+    fatal: Option<anyhow::Error>,
     /// Issues moved to Blocked this tick: never PATCHed twice.
     patched: std::collections::HashSet<String>,
 }
@@ -129,7 +131,10 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<Report> {
 /// hour of minute ticks this way). The deadline still runs on the real clock.
 pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(cfg.reconcile.deadline_s);
+    // A deadline beyond what the clock can hold is no deadline (a year).
+    let deadline = started
+        .checked_add(Duration::from_secs(cfg.reconcile.deadline_s))
+        .unwrap_or(started + Duration::from_secs(365 * 86_400));
     let path = &cfg.state.path;
 
     let (_lock, store) = if opts.dry_run {
@@ -175,6 +180,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
         project_requests: HashMap::new(),
         cut_by_deadline: false,
         cycles: Vec::new(),
+        fatal: None,
         patched: std::collections::HashSet::new(),
     };
 
@@ -206,6 +212,9 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
     report.cycles = std::mem::take(&mut tick.cycles);
     if matches!(opts.command, Command::Plane | Command::All) {
         report.plane = tick.plane_pass()?;
+    }
+    if let Some(e) = tick.fatal.take() {
+        return Err(e);
     }
 
     // Delivery: not in dry-run, not under the kill switch, not past the deadline.
@@ -434,6 +443,9 @@ impl Tick<'_> {
                     self.gate_task(&task, readiness.as_ref())?
                 }
             };
+            if let Some(e) = self.fatal.take() {
+                return Err(e);
+            }
             if unit.failed {
                 log::error!(
                     "F-1: task {} failed: {}",
@@ -463,7 +475,7 @@ impl Tick<'_> {
             .iter()
             .filter(|p| p.enabled)
             .filter(|p| {
-                self.opts.command == Command::All
+                (self.opts.command == Command::All && config.reconcile.plane_enabled)
                     || tasks.iter().any(|t| {
                         t.repo == p.repo
                             && gate::local_guards(t, &config.reconcile, true, self.now)
@@ -614,8 +626,9 @@ impl Tick<'_> {
                 PlaneView::Unresolved(Unresolved::ReadFailed),
                 Some(format!("plane issue {issue_id} has no state")),
             ),
+            // Deleted or moved in Plane: nothing to ask, not a failed read.
             None => (
-                PlaneView::Unresolved(Unresolved::ReadFailed),
+                PlaneView::Unresolved(Unresolved::NotAsked),
                 Some(format!(
                     "plane issue {issue_id} is not listed in project {}",
                     project.plane_project_id

@@ -348,3 +348,25 @@ fn a_peer_body_over_32_mib_fails_that_unit_only() {
     );
     assert_eq!(run.gate_outcome(8), "advanced");
 }
+
+#[test]
+fn a_task_whose_issue_is_gone_from_plane_is_a_plain_skip() {
+    let stack = Test::new()
+        .task(
+            SimTask::new(7, "testing")
+                .repo(REPO)
+                .green()
+                .issue("00000000-dead-4000-8000-000000000000"),
+        )
+        .start();
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    assert_eq!(run.gate_outcome(7), "skipped/plane_unresolved");
+    assert!(
+        run.gate_unit(7)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not listed")
+    );
+    assert_eq!(stack.count(Route::OrchAdvance), 0);
+}

@@ -433,3 +433,23 @@ fn per_project_state_names_pick_the_trigger() {
             .all(|u| u["issue_id"] != issue_id(11).as_str())
     );
 }
+
+#[test]
+fn two_repos_sharing_one_plane_project_replay_each_issue_once() {
+    let stack = Test::new()
+        .issue_with_task(3, "Approved", "review")
+        .append(&format!(
+            "[[projects]]\nrepo = \"acme/shop-web\"\nplane_project_id = \"{}\"\n",
+            pid()
+        ))
+        .start();
+    let run = stack.tick(&["all"]);
+    run.code(0);
+    assert_eq!(stack.count(Route::OrchWebhook), 1);
+    assert_eq!(run.plane_units().len(), 1);
+    assert_eq!(
+        stack.count(Route::PlaneItems),
+        1,
+        "the shared project is listed once"
+    );
+}

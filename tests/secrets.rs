@@ -145,3 +145,16 @@ fn a_bot_token_rejected_with_401_prints_the_url_redacted() {
         .stderr_has(&format!("{}/bot***/sendMessage", stack.sim.telegram_url()));
     assert_eq!(stack.status()["notifications_dropped_total"], 1);
 }
+
+#[test]
+fn rust_log_trace_never_prints_a_secret() {
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .issue(10, "To Analyse")
+        .start();
+    // The HTTP stack would log URLs (the bot token) and raw headers (the
+    // keys) at trace; the builder checks every run's output for secrets.
+    let run = stack.run_with_env(&["all"], &[("RUST_LOG", "trace")]);
+    run.code(0);
+    assert!(run.stderr.contains("unblocked"), "{run}");
+}

@@ -167,6 +167,14 @@ impl Client {
         redact(text, &self.secrets)
     }
 
+    /// The start of a body for an error message, redacted before it is
+    /// cut, so that a cut can never leave part of a secret behind.
+    fn snippet(&self, body: &[u8]) -> String {
+        let longest = self.secrets.iter().map(String::len).max().unwrap_or(0);
+        let head = String::from_utf8_lossy(&body[..body.len().min(200 + longest)]);
+        snippet(self.redact(&head).as_bytes())
+    }
+
     fn error(&self, method: &str, url: &str, kind: ErrorKind) -> PeerError {
         let kind = match kind {
             ErrorKind::Transport(m) => ErrorKind::Transport(self.redact(&m)),
@@ -356,7 +364,7 @@ impl Client {
             url,
             ErrorKind::Status {
                 code: resp.status,
-                snippet: snippet(&resp.body),
+                snippet: self.snippet(&resp.body),
                 retry_after: resp.retry_after,
             },
         )

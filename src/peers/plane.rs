@@ -13,6 +13,12 @@ use serde_json::Value;
 use super::http::{Client, PeerError};
 use crate::states::PlaneState;
 
+/// An id as one URL path segment: ids come from peers, and one holding
+/// `/`, `?` or `..` must not reach another endpoint.
+fn seg(id: &str) -> String {
+    super::orchestrator::encode(id)
+}
+
 /// A longer Retry-After defers the unit instead of holding the tick.
 const MAX_RATE_WAIT_S: u64 = 30;
 
@@ -274,7 +280,12 @@ impl Plane {
     }
 
     pub fn states(&self, project: &str) -> Result<Vec<PlaneState>, PlaneFailure> {
-        let url = format!("{}/{project}/states/?per_page={}", self.base, self.per_page);
+        let url = format!(
+            "{}/{}/states/?per_page={}",
+            self.base,
+            seg(project),
+            self.per_page
+        );
         let values = self.list(&url)?;
         values
             .into_iter()
@@ -293,8 +304,11 @@ impl Plane {
     /// Every issue of a project, `state` expanded.
     pub fn issues(&self, project: &str) -> Result<Vec<Result<Issue, String>>, PlaneFailure> {
         let url = format!(
-            "{}/{project}/{}/?per_page={}&expand=state",
-            self.base, self.items_path, self.per_page
+            "{}/{}/{}/?per_page={}&expand=state",
+            self.base,
+            seg(project),
+            self.items_path,
+            self.per_page
         );
         Ok(self
             .list(&url)?
@@ -311,8 +325,11 @@ impl Plane {
         boundary: time::OffsetDateTime,
     ) -> Result<Vec<Result<Issue, String>>, PlaneFailure> {
         let first = format!(
-            "{}/{project}/{}/?per_page={}&expand=state&order_by=-updated_at",
-            self.base, self.items_path, self.per_page
+            "{}/{}/{}/?per_page={}&expand=state&order_by=-updated_at",
+            self.base,
+            seg(project),
+            self.items_path,
+            self.per_page
         );
         let mut seen_cursors: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
@@ -346,7 +363,13 @@ impl Plane {
     }
 
     pub fn issue(&self, project: &str, issue_id: &str) -> Result<Issue, PlaneFailure> {
-        let url = format!("{}/{project}/{}/{issue_id}/", self.base, self.items_path);
+        let url = format!(
+            "{}/{}/{}/{}/",
+            self.base,
+            seg(project),
+            self.items_path,
+            seg(issue_id)
+        );
         let v = self.call("GET", &url, None)?;
         Issue::from_value(v).map_err(|e| {
             PlaneFailure::Failed(PeerError {
@@ -363,7 +386,13 @@ impl Plane {
         issue_id: &str,
         state: &str,
     ) -> Result<(), PlaneFailure> {
-        let url = format!("{}/{project}/{}/{issue_id}/", self.base, self.items_path);
+        let url = format!(
+            "{}/{}/{}/{}/",
+            self.base,
+            seg(project),
+            self.items_path,
+            seg(issue_id)
+        );
         let body = serde_json::to_vec(&serde_json::json!({ "state": state })).unwrap_or_default();
         self.call("PATCH", &url, Some(&body)).map(|_| ())
     }

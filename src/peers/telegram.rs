@@ -30,6 +30,16 @@ struct Parameters {
     retry_after: Option<u64>,
 }
 
+/// `text` cut to Telegram's limit, with "…" when it was cut.
+pub fn fit(text: &str) -> String {
+    if text.chars().count() <= MAX_TEXT {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(MAX_TEXT - 1).collect();
+    cut.push('…');
+    cut
+}
+
 pub struct Telegram {
     http: Client,
     base: String,
@@ -58,6 +68,8 @@ impl Telegram {
 
     pub fn send(&self, text: &str) -> Result<(), SendFailure> {
         let url = format!("{}/sendMessage", self.base);
+        // Telegram refuses longer texts for good (400): cut instead.
+        let text = &fit(text);
         let mut body = serde_json::json!({
             "chat_id": self.chat_id,
             "text": text,
@@ -114,5 +126,21 @@ impl Telegram {
                 kind: super::http::ErrorKind::Body("getMe answered ok: false".into()),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_cuts_long_texts_to_the_limit() {
+        assert_eq!(fit("short"), "short");
+        let long = "ж".repeat(5000);
+        let cut = fit(&long);
+        assert_eq!(cut.chars().count(), MAX_TEXT);
+        assert!(cut.ends_with('…'));
+        let exact = "x".repeat(MAX_TEXT);
+        assert_eq!(fit(&exact), exact);
     }
 }

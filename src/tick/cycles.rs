@@ -8,6 +8,7 @@ use super::{Store, Tick};
 use crate::deps::{Cycle, DepGraph};
 use crate::notify;
 use crate::peers::orchestrator::Task;
+use crate::peers::plane::PlaneFailure;
 use crate::report::CycleReport;
 
 impl Tick<'_> {
@@ -112,6 +113,13 @@ impl Tick<'_> {
                 Ok(()) => {
                     self.patched.insert(issue_id.to_string());
                     report.blocked.push(graph.label(*id));
+                }
+                // Out of budget: not a failure; the next tick moves it.
+                Err(PlaneFailure::Reserve | PlaneFailure::RateLimited(_)) => {
+                    log::warn!(
+                        "F-1: moving {} to Blocked deferred: Plane budget",
+                        graph.label(*id)
+                    );
                 }
                 Err(f) => {
                     log::error!("F-1: moving {} to Blocked failed: {f}", graph.label(*id));

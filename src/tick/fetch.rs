@@ -103,6 +103,11 @@ fn to_mirror(i: &Issue) -> MirrorIssue {
     }
 }
 
+/// A configured number of seconds as a time span, saturating.
+fn seconds(s: u64) -> time::Duration {
+    time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000))
+}
+
 /// The reads for one project; no sidecar access (runs on a worker).
 fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetched {
     let (plane, counter) = plane.counting();
@@ -115,13 +120,15 @@ fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetc
                 (s.clone(), Some(s))
             }
         };
-        let full_every = time::Duration::seconds(cfg.plane.full_resync_s as i64);
+        let full_every = seconds(cfg.plane.full_resync_s);
         let mirror = known.mirror.filter(|m| now - m.last_full_at < full_every);
         let (full, listed) = match &mirror {
             None => (true, plane.issues(&pid).map_err(Blind::from)?),
             Some(m) => {
-                let boundary =
-                    m.last_started_at - time::Duration::seconds(cfg.plane.resync_overlap_s as i64);
+                let boundary = m
+                    .last_started_at
+                    .checked_sub(seconds(cfg.plane.resync_overlap_s))
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
                 (
                     false,
                     plane.issues_since(&pid, boundary).map_err(Blind::from)?,
@@ -137,20 +144,20 @@ fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetc
             })
             .map(slim)
             .collect();
-        let mut issues: Vec<Issue> = match &mirror {
-            None => seen.clone(),
-            Some(m) => {
-                let mut merged: HashMap<String, Issue> = m
-                    .issues
-                    .iter()
-                    .map(|i| (i.id.clone(), from_mirror(i)))
-                    .collect();
-                for i in &seen {
-                    merged.insert(i.id.clone(), i.clone());
-                }
-                merged.into_values().collect()
-            }
+        // By id: a listing may repeat an issue (pages shifting while they
+        // are read); each issue is one unit.
+        let mut merged: HashMap<String, Issue> = match &mirror {
+            None => HashMap::new(),
+            Some(m) => m
+                .issues
+                .iter()
+                .map(|i| (i.id.clone(), from_mirror(i)))
+                .collect(),
         };
+        for i in &seen {
+            merged.insert(i.id.clone(), i.clone());
+        }
+        let mut issues: Vec<Issue> = merged.into_values().collect();
         issues.sort_by_key(sequence);
         Ok(Sync {
             fresh_states,
@@ -172,12 +179,16 @@ fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetc
 impl Tick<'_> {
     /// The project's view, fetching it now if no prefetch did.
     pub(super) fn project_view(&mut self, project: &Project) -> Result<Arc<ProjectView>, Blind> {
-        if !self.projects.contains_key(&project.plane_project_id) {
-            self.prefetch(std::slice::from_ref(project))
-                .map_err(|e| Blind {
-                    cause: crate::gate::Unresolved::ReadFailed,
-                    message: format!("{e:#}"),
-                })?;
+        if !self.projects.contains_key(&project.plane_project_id)
+            && let Err(e) = self.prefetch(std::slice::from_ref(project))
+        {
+            // A sidecar failure stops the tick (74) once the unit is done.
+            let message = format!("{e:#}");
+            self.fatal.get_or_insert(e);
+            return Err(Blind {
+                cause: crate::gate::Unresolved::ReadFailed,
+                message,
+            });
         }
         self.projects
             .get(&project.plane_project_id)
@@ -189,11 +200,13 @@ impl Tick<'_> {
     /// `[plane] concurrency` at once; writes what they brought back to the
     /// sidecar (live) in one transaction per project.
     pub(super) fn prefetch(&mut self, projects: &[Project]) -> anyhow::Result<()> {
-        let ttl = time::Duration::seconds(self.cfg.state.states_cache_ttl_s as i64);
+        let ttl = seconds(self.cfg.state.states_cache_ttl_s);
         let mut todo = Vec::new();
         for p in projects {
             if self.projects.contains_key(&p.plane_project_id)
-                || todo.iter().any(|k: &Known| k.project.repo == p.repo)
+                || todo
+                    .iter()
+                    .any(|k: &Known| k.project.plane_project_id == p.plane_project_id)
             {
                 continue;
             }

@@ -25,7 +25,16 @@ impl Tick<'_> {
             return Ok(pass);
         }
         let config = self.cfg;
-        let projects: Vec<&Project> = config.projects.iter().filter(|p| p.enabled).collect();
+        // One pass per Plane project, even when several repos share it.
+        let mut projects: Vec<&Project> = Vec::new();
+        for p in config.projects.iter().filter(|p| p.enabled) {
+            if !projects
+                .iter()
+                .any(|q| q.plane_project_id == p.plane_project_id)
+            {
+                projects.push(p);
+            }
+        }
         let owned: Vec<Project> = projects.iter().map(|p| (*p).clone()).collect();
         self.prefetch(&owned)?;
         let mut unreachable = 0;
@@ -296,4 +305,56 @@ pub fn replay_body(
         },
     });
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::states::PlaneState;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_replay_is_plane_s_state_change_delivery() {
+        let project = Project {
+            repo: "acme/shop".into(),
+            plane_project_id: "p-1".into(),
+            enabled: true,
+            state_names: BTreeMap::new(),
+        };
+        let states = StateMap::build(
+            &[PlaneState {
+                id: "s-appr".into(),
+                name: "Approved".into(),
+                group: Some("started".into()),
+                sequence: Some(1.0),
+            }],
+            &BTreeMap::new(),
+        );
+        let issue = Issue::from_value(json!({
+            "id": "i-1", "name": "Fix it", "sequence_id": 7, "state": "s-old",
+            "workspace": "w-1", "description_stripped": "why"
+        }))
+        .unwrap();
+        let body = replay_body(&project, &states, &issue, "s-appr", json!("w-1"));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "event": "issue",
+                "action": "updated",
+                "webhook_id": "reconcile",
+                "workspace_id": "w-1",
+                "data": {
+                    "id": "i-1", "name": "Fix it", "sequence_id": 7,
+                    "workspace": "w-1", "description_stripped": "why",
+                    "state": {"id": "s-appr", "name": "Approved", "group": "started"},
+                    "project": "p-1"
+                },
+                "activity": {
+                    "field": "state", "new_value": "Approved", "old_value": null,
+                    "actor": null, "old_identifier": null, "new_identifier": "s-appr"
+                }
+            })
+        );
+    }
 }
