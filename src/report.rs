@@ -176,6 +176,23 @@ pub struct Requests {
     pub telegram: u64,
 }
 
+/// The status snapshot (`reconcile status`) as of the end of the tick.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    pub enabled: bool,
+    pub plane_enabled: bool,
+    pub interval: Option<u64>,
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+}
+
+impl std::ops::Deref for Counters {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub command: &'static str,
@@ -189,7 +206,7 @@ pub struct Report {
     pub cycles: Vec<CycleReport>,
     pub notifications: Notifications,
     pub requests: Requests,
-    pub counters: Snapshot,
+    pub counters: Counters,
     /// Messages this tick handed to Telegram (shown by `demo`).
     #[serde(skip)]
     pub delivered: Vec<String>,

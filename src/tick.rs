@@ -19,7 +19,8 @@ use crate::peers::orchestrator::{Advance, Orchestrator, Task};
 use crate::peers::plane::{Plane, PlaneFailure};
 use crate::peers::telegram::Telegram;
 use crate::report::{
-    CycleReport, GatePass, GateUnit, Notification, Notifications, PlanePass, Report, Requests,
+    Counters, CycleReport, GatePass, GateUnit, Notification, Notifications, PlanePass, Report,
+    Requests,
 };
 use crate::sidecar::{self, Sidecar, TickLock};
 use crate::timestamp;
@@ -202,7 +203,12 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
         cycles: Vec::new(),
         notifications: Notifications::default(),
         requests: Requests::default(),
-        counters: sidecar::Snapshot::default(),
+        counters: Counters {
+            enabled: cfg.reconcile.enabled,
+            plane_enabled: cfg.reconcile.plane_enabled,
+            interval: cfg.reconcile.interval_s,
+            snapshot: sidecar::Snapshot::default(),
+        },
         delivered: Vec::new(),
     };
 
@@ -269,9 +275,9 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
                 std::mem::take(&mut tick.deduped_keys),
             );
             store.finish_tick(&rec, finished)?;
-            report.counters = store.snapshot()?;
+            report.counters.snapshot = store.snapshot()?;
         }
-        Store::ReadOnly(Some(store)) => report.counters = store.snapshot()?,
+        Store::ReadOnly(Some(store)) => report.counters.snapshot = store.snapshot()?,
         Store::ReadOnly(None) => {}
     }
     Ok(report)
