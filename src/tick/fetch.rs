@@ -55,7 +55,8 @@ struct Sync {
     states: Vec<PlaneState>,
     full: bool,
     started: OffsetDateTime,
-    /// What the listing returned (a full sync: everything).
+    /// What an incremental listing returned (empty on a full sync, whose
+    /// listing is `issues`).
     seen: Vec<Issue>,
     /// The mirror after this sync.
     issues: Vec<Issue>,
@@ -137,8 +138,11 @@ fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetc
             })
             .map(slim)
             .collect();
-        let mut issues: Vec<Issue> = match &mirror {
-            None => seen.clone(),
+        // A full sync replaces the mirror with the listing: `issues` is
+        // `seen`, not a copy of it (50 × 400 issues held twice doubled the
+        // cold tick's peak heap).
+        let (seen, mut issues): (Vec<Issue>, Vec<Issue>) = match &mirror {
+            None => (Vec::new(), seen),
             Some(m) => {
                 let mut merged: HashMap<String, Issue> = m
                     .issues
@@ -148,7 +152,7 @@ fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetc
                 for i in &seen {
                     merged.insert(i.id.clone(), i.clone());
                 }
-                merged.into_values().collect()
+                (seen, merged.into_values().collect())
             }
         };
         issues.sort_by_key(sequence);
@@ -265,7 +269,8 @@ impl Tick<'_> {
                 if let Some(s) = &sync.fresh_states {
                     store.store_states(pid, s, self.now)?;
                 }
-                let seen: Vec<MirrorIssue> = sync.seen.iter().map(to_mirror).collect();
+                let seen = if sync.full { &sync.issues } else { &sync.seen };
+                let seen: Vec<MirrorIssue> = seen.iter().map(to_mirror).collect();
                 store.store_mirror(pid, sync.full, sync.started, &seen)?;
             }
             Store::ReadOnly(_) => {}
