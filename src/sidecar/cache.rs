@@ -23,11 +23,12 @@ CREATE TABLE mirror_sync (
 ) WITHOUT ROWID;
 
 CREATE TABLE mirror_issue (
-    project_id TEXT NOT NULL,
-    issue_id   TEXT NOT NULL,
-    state      TEXT,
-    updated_at TEXT,
-    raw_json   TEXT NOT NULL,
+    project_id  TEXT NOT NULL,
+    issue_id    TEXT NOT NULL,
+    state       TEXT,
+    updated_at  TEXT,
+    sequence_id INTEGER,
+    raw_json    TEXT NOT NULL,
     PRIMARY KEY (project_id, issue_id)
 ) WITHOUT ROWID;
 
@@ -38,13 +39,17 @@ CREATE TABLE cycles (
 ) WITHOUT ROWID;
 ";
 
-/// One issue of the mirror: what the passes read and a replay re-sends.
+/// One issue of the mirror: what the passes read, and (when written, or
+/// read one at a time for a replay) the issue as Plane returned it, as JSON
+/// text. Reading a whole project leaves `raw` out: 20,000 parsed issues
+/// would dominate a tick's memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MirrorIssue {
     pub id: String,
     pub state: Option<String>,
     pub updated_at: Option<String>,
-    pub raw: Value,
+    pub sequence_id: Option<i64>,
+    pub raw: Option<String>,
 }
 
 /// A project's mirror and when it was last synced.
@@ -123,16 +128,18 @@ impl Sidecar {
             return Ok(None);
         };
         let mut stmt = conn
-            .prepare("SELECT issue_id, state, updated_at, raw_json FROM mirror_issue WHERE project_id = ?1")
+            .prepare(
+                "SELECT issue_id, state, updated_at, sequence_id FROM mirror_issue WHERE project_id = ?1",
+            )
             .map_err(self.err("reading the issue mirror"))?;
         let issues = stmt
             .query_map([project_id], |r| {
-                let raw: String = r.get(3)?;
                 Ok(MirrorIssue {
                     id: r.get(0)?,
                     state: r.get(1)?,
                     updated_at: r.get(2)?,
-                    raw: serde_json::from_str(&raw).unwrap_or(Value::Null),
+                    sequence_id: r.get(3)?,
+                    raw: None,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -142,6 +149,20 @@ impl Sidecar {
             last_started_at: ts(&started),
             issues,
         }))
+    }
+
+    /// One mirrored issue as Plane returned it (a replay re-sends it).
+    pub fn mirror_raw(&self, project_id: &str, issue_id: &str) -> Result<Option<Value>> {
+        let raw: Option<String> = self
+            .conn()?
+            .query_row(
+                "SELECT raw_json FROM mirror_issue WHERE project_id = ?1 AND issue_id = ?2",
+                [project_id, issue_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err("reading the issue mirror"))?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
     /// Records a sync that started at `started`: a full one replaces the
@@ -160,14 +181,14 @@ impl Sidecar {
                 tx.execute("DELETE FROM mirror_issue WHERE project_id = ?1", [project_id])?;
             }
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO mirror_issue (project_id, issue_id, state, updated_at, raw_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO mirror_issue (project_id, issue_id, state, updated_at, sequence_id, raw_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(project_id, issue_id) DO UPDATE
-                 SET state = ?3, updated_at = ?4, raw_json = ?5",
+                 SET state = ?3, updated_at = ?4, sequence_id = ?5, raw_json = ?6",
             )?;
             for i in issues {
-                let raw = serde_json::to_string(&i.raw).unwrap_or_else(|_| "null".into());
-                upsert.execute(params![project_id, i.id, i.state, i.updated_at, raw])?;
+                let raw = i.raw.as_deref().unwrap_or("null");
+                upsert.execute(params![project_id, i.id, i.state, i.updated_at, i.sequence_id, raw])?;
             }
             let full_at = if full { Some(started.as_str()) } else { None };
             tx.execute(
@@ -260,7 +281,8 @@ mod tests {
             id: id.into(),
             state: Some(state.into()),
             updated_at: Some("2026-11-27T09:00:00Z".into()),
-            raw: serde_json::json!({"id": id, "name": format!("issue {id}")}),
+            sequence_id: Some(1),
+            raw: Some(serde_json::json!({"id": id, "name": format!("issue {id}")}).to_string()),
         }
     }
 
@@ -313,7 +335,12 @@ mod tests {
         let m = s.mirror("p").unwrap().unwrap();
         assert_eq!(m.issues.len(), 1);
         assert_eq!(m.last_full_at, t2);
-        assert_eq!(m.issues[0].raw["name"], "issue c");
+        assert_eq!(
+            m.issues[0].raw, None,
+            "a project is read without raw issues"
+        );
+        assert_eq!(s.mirror_raw("p", "c").unwrap().unwrap()["name"], "issue c");
+        assert_eq!(s.mirror_raw("p", "a").unwrap(), None);
     }
 
     #[test]

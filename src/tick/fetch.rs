@@ -18,19 +18,21 @@ use crate::peers::plane::{Issue, Plane};
 use crate::sidecar::{Mirror, MirrorIssue};
 use crate::states::{PlaneState, StateMap, merge_state_names};
 
-/// One project as this tick sees it.
+/// One project as this tick sees it. Issues carry no raw JSON (a replay
+/// reads its issue's from the sidecar): 20,000 parsed issues would
+/// dominate a tick's memory.
 #[derive(Debug)]
 pub(crate) struct ProjectView {
     pub states: Arc<StateMap>,
     /// Every issue of the project, by sequence id.
-    pub issues: Vec<Issue>,
+    pub issues: Vec<MirrorIssue>,
     by_id: HashMap<String, usize>,
     /// Listed entries that are not issues (no id …), for the report.
     pub bad: Vec<String>,
 }
 
 impl ProjectView {
-    pub fn issue(&self, id: &str) -> Option<&Issue> {
+    pub fn issue(&self, id: &str) -> Option<&MirrorIssue> {
         self.by_id.get(id).map(|i| &self.issues[*i])
     }
 }
@@ -55,10 +57,11 @@ struct Sync {
     states: Vec<PlaneState>,
     full: bool,
     started: OffsetDateTime,
-    /// What the listing returned (a full sync: everything).
-    seen: Vec<Issue>,
-    /// The mirror after this sync.
-    issues: Vec<Issue>,
+    /// What the listing returned (a full sync: everything), raw JSON text
+    /// included, for the sidecar.
+    seen: Vec<MirrorIssue>,
+    /// The mirror after this sync, without raw JSON.
+    issues: Vec<MirrorIssue>,
     bad: Vec<String>,
 }
 
@@ -66,40 +69,26 @@ struct Sync {
 /// not carry (they can be large).
 const HEAVY_FIELDS: [&str; 3] = ["description_html", "description_binary", "description"];
 
-fn slim(mut issue: Issue) -> Issue {
+/// An issue as listed, ready for the sidecar: slimmed raw JSON as text.
+fn to_mirror(mut issue: Issue) -> MirrorIssue {
     if let Value::Object(m) = &mut issue.raw {
         for f in HEAVY_FIELDS {
             m.remove(f);
         }
     }
-    issue
-}
-
-fn sequence(i: &Issue) -> (i64, String) {
-    (
-        i.raw
-            .get("sequence_id")
-            .and_then(Value::as_i64)
-            .unwrap_or(i64::MAX),
-        i.id.clone(),
-    )
-}
-
-fn from_mirror(m: &MirrorIssue) -> Issue {
-    Issue {
-        id: m.id.clone(),
-        state: m.state.clone(),
-        updated_at: m.updated_at.clone(),
-        raw: m.raw.clone(),
+    MirrorIssue {
+        sequence_id: issue.raw.get("sequence_id").and_then(Value::as_i64),
+        raw: Some(issue.raw.to_string()),
+        id: issue.id,
+        state: issue.state,
+        updated_at: issue.updated_at,
     }
 }
 
-fn to_mirror(i: &Issue) -> MirrorIssue {
+fn light(i: &MirrorIssue) -> MirrorIssue {
     MirrorIssue {
-        id: i.id.clone(),
-        state: i.state.clone(),
-        updated_at: i.updated_at.clone(),
-        raw: i.raw.clone(),
+        raw: None,
+        ..i.clone()
     }
 }
 
@@ -136,29 +125,28 @@ fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetc
             }
         };
         let mut bad = Vec::new();
-        let seen: Vec<Issue> = listed
+        let seen: Vec<MirrorIssue> = listed
             .into_iter()
             .filter_map(|r| {
                 r.map_err(|e| bad.push(format!("plane issue list: {e}")))
                     .ok()
             })
-            .map(slim)
+            .map(to_mirror)
             .collect();
         // By id: a listing may repeat an issue (pages shifting while they
         // are read); each issue is one unit.
-        let mut merged: HashMap<String, Issue> = match &mirror {
+        let mut merged: HashMap<String, MirrorIssue> = match mirror {
             None => HashMap::new(),
-            Some(m) => m
-                .issues
-                .iter()
-                .map(|i| (i.id.clone(), from_mirror(i)))
-                .collect(),
+            Some(m) => m.issues.into_iter().map(|i| (i.id.clone(), i)).collect(),
         };
         for i in &seen {
-            merged.insert(i.id.clone(), i.clone());
+            merged.insert(i.id.clone(), light(i));
         }
-        let mut issues: Vec<Issue> = merged.into_values().collect();
-        issues.sort_by_key(sequence);
+        let mut issues: Vec<MirrorIssue> = merged.into_values().collect();
+        issues.sort_by(|a, b| {
+            (a.sequence_id.unwrap_or(i64::MAX), &a.id)
+                .cmp(&(b.sequence_id.unwrap_or(i64::MAX), &b.id))
+        });
         Ok(Sync {
             fresh_states,
             states,
@@ -174,6 +162,41 @@ fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetc
         result,
         requests: counter.load(Ordering::Relaxed),
     }
+}
+
+/// Stores a project's sync (live; a dry-run keeps it in memory only) and
+/// builds its view.
+fn keep(
+    store: &mut Store,
+    cfg: &Config,
+    now: OffsetDateTime,
+    project: &Project,
+    sync: Sync,
+) -> anyhow::Result<ProjectView> {
+    let pid = &project.plane_project_id;
+    if let Store::Live(store) = store {
+        if let Some(s) = &sync.fresh_states {
+            store.store_states(pid, s, now)?;
+        }
+        store.store_mirror(pid, sync.full, sync.started, &sync.seen)?;
+    }
+    let names = merge_state_names(&cfg.plane.state_names, &project.state_names);
+    let map = StateMap::build(&sync.states, &names);
+    for w in &map.warnings {
+        log::warn!("project {}: {w}", project.repo);
+    }
+    let by_id = sync
+        .issues
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.id.clone(), i))
+        .collect();
+    Ok(ProjectView {
+        states: Arc::new(map),
+        issues: sync.issues,
+        by_id,
+        bad: sync.bad,
+    })
 }
 
 impl Tick<'_> {
@@ -229,17 +252,19 @@ impl Tick<'_> {
             return Ok(());
         }
         let workers = (self.cfg.plane.concurrency.max(1) as usize).min(todo.len());
-        let deadline = self.deadline;
-        let (plane, cfg, now) = (&self.plane, self.cfg, self.now);
-        let order: Vec<String> = todo
-            .iter()
-            .map(|k| k.project.plane_project_id.clone())
-            .collect();
+        let (plane, cfg, now, deadline) = (&self.plane, self.cfg, self.now, self.deadline);
+        let store = &mut self.store;
         let queue = Mutex::new(todo.into_iter());
-        let done = Mutex::new(Vec::new());
+        let (tx, rx) = std::sync::mpsc::channel::<Fetched>();
+        // Each result is stored and slimmed as it arrives, so that no more
+        // than `workers` projects' listings are held at once.
+        let mut kept: Vec<(String, Result<ProjectView, Blind>, u64)> = Vec::new();
+        let mut failure: Option<anyhow::Error> = None;
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(|| {
+                let tx = tx.clone();
+                let queue = &queue;
+                scope.spawn(move || {
                     loop {
                         let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
                         let Some(known) = next else { break };
@@ -247,58 +272,38 @@ impl Tick<'_> {
                         if Instant::now() >= deadline {
                             continue;
                         }
-                        let f = fetch(plane, cfg, known, now);
-                        if let Ok(mut d) = done.lock() {
-                            d.push(f);
+                        if tx.send(fetch(plane, cfg, known, now)).is_err() {
+                            break;
                         }
                     }
                 });
             }
+            drop(tx);
+            for f in rx {
+                let pid = f.project.plane_project_id.clone();
+                let view = match f.result {
+                    Ok(sync) if failure.is_none() => {
+                        match keep(store, cfg, now, &f.project, sync) {
+                            Ok(v) => Ok(v),
+                            Err(e) => {
+                                failure = Some(e);
+                                continue;
+                            }
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(b) => Err(b),
+                };
+                kept.push((pid, view, f.requests));
+            }
         });
-        let mut done = done.into_inner().unwrap_or_default();
-        done.sort_by_key(|f| order.iter().position(|o| *o == f.project.plane_project_id));
-        for f in done {
-            let pid = f.project.plane_project_id.clone();
-            self.project_requests.insert(pid.clone(), f.requests);
-            let view = match f.result {
-                Ok(sync) => Ok(Arc::new(self.keep(&f.project, sync)?)),
-                Err(b) => Err(b),
-            };
-            self.projects.insert(pid, view);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for (pid, view, requests) in kept {
+            self.project_requests.insert(pid.clone(), requests);
+            self.projects.insert(pid, view.map(Arc::new));
         }
         Ok(())
-    }
-
-    /// Stores a project's sync (live) or keeps it for this dry-run, and
-    /// builds its view.
-    fn keep(&mut self, project: &Project, sync: Sync) -> anyhow::Result<ProjectView> {
-        let pid = &project.plane_project_id;
-        match &mut self.store {
-            Store::Live(store) => {
-                if let Some(s) = &sync.fresh_states {
-                    store.store_states(pid, s, self.now)?;
-                }
-                let seen: Vec<MirrorIssue> = sync.seen.iter().map(to_mirror).collect();
-                store.store_mirror(pid, sync.full, sync.started, &seen)?;
-            }
-            Store::ReadOnly(_) => {}
-        }
-        let names = merge_state_names(&self.cfg.plane.state_names, &project.state_names);
-        let map = StateMap::build(&sync.states, &names);
-        for w in &map.warnings {
-            log::warn!("project {}: {w}", project.repo);
-        }
-        let by_id = sync
-            .issues
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (x.id.clone(), i))
-            .collect();
-        Ok(ProjectView {
-            states: Arc::new(map),
-            issues: sync.issues,
-            by_id,
-            bad: sync.bad,
-        })
     }
 }

@@ -11,6 +11,7 @@ use crate::peers::plane::Issue;
 use crate::plane_pass::{self, Action, Decision, Trigger, Wanted};
 use crate::report::{PlanePass, PlaneUnit, ProjectReport};
 use crate::sidecar;
+use crate::sidecar::MirrorIssue;
 use crate::states::StateMap;
 
 impl Tick<'_> {
@@ -148,7 +149,7 @@ impl Tick<'_> {
         &mut self,
         project: &Project,
         states: &StateMap,
-        issue: &Issue,
+        issue: &MirrorIssue,
         state: &str,
         trigger: Trigger,
     ) -> anyhow::Result<PlaneUnit> {
@@ -187,11 +188,20 @@ impl Tick<'_> {
         if self.opts.dry_run {
             unit.outcome = action.dry_run_outcome();
             let stage = announced_stage(action, task.as_ref());
-            let u = plane_unblock(action, issue, state, task.as_ref(), task.as_ref(), &stage);
+            let u = plane_unblock(
+                action,
+                &issue.id,
+                state,
+                task.as_ref(),
+                task.as_ref(),
+                &stage,
+            );
             unit.notification = Some(self.note_unblock(&mut None, u)?);
             return Ok(unit);
         }
-        let body = replay_body(project, states, issue, state, self.workspace_id(issue));
+        let issue = &self.full_issue(project, issue)?;
+        let workspace = issue.raw.get("workspace").cloned().unwrap_or(Value::Null);
+        let body = replay_body(project, states, issue, state, workspace);
         if let Err(e) = self.orchestrator.replay(&body) {
             unit.outcome = Outcome::Error;
             unit.detail = Some(format!("replay failed, its effect is unknown: {e}"));
@@ -224,7 +234,14 @@ impl Tick<'_> {
                 unit = unit.with_task(after.as_ref());
             }
             let stage = announced_stage(action, task.as_ref());
-            let u = plane_unblock(action, issue, state, task.as_ref(), after.as_ref(), &stage);
+            let u = plane_unblock(
+                action,
+                &issue.id,
+                state,
+                task.as_ref(),
+                after.as_ref(),
+                &stage,
+            );
             let mut outbox = None;
             unit.notification = Some(self.note_unblock(&mut outbox, u)?);
             unit.outbox_id = outbox;
@@ -232,8 +249,18 @@ impl Tick<'_> {
         Ok(unit)
     }
 
-    fn workspace_id(&self, issue: &Issue) -> Value {
-        issue.raw.get("workspace").cloned().unwrap_or(Value::Null)
+    /// The issue as Plane returned it, from the mirror just synced.
+    fn full_issue(&self, project: &Project, issue: &MirrorIssue) -> anyhow::Result<Issue> {
+        let raw = match self.store.reader() {
+            Some(s) => s.mirror_raw(&project.plane_project_id, &issue.id)?,
+            None => None,
+        };
+        Ok(Issue {
+            id: issue.id.clone(),
+            state: issue.state.clone(),
+            updated_at: issue.updated_at.clone(),
+            raw: raw.unwrap_or_else(|| json!({ "id": issue.id })),
+        })
     }
 }
 
@@ -250,14 +277,14 @@ fn announced_stage(action: Action, before: Option<&Task>) -> String {
 /// the issue id.
 fn plane_unblock<'t>(
     action: Action,
-    issue: &Issue,
+    issue_id: &str,
     state: &str,
     before: Option<&'t Task>,
     after: Option<&'t Task>,
     stage: &'t str,
 ) -> Unblock<'t> {
     let key = match (action, before.and_then(Task::work_item)) {
-        (Action::Start, _) | (_, None) => issue.id.clone(),
+        (Action::Start, _) | (_, None) => issue_id.to_string(),
         (_, Some(w)) => w.to_string(),
     };
     let task = after.or(before);
@@ -265,7 +292,7 @@ fn plane_unblock<'t>(
         pass: sidecar::Pass::Plane,
         key,
         task_id: task.map(|t| t.id),
-        issue_id: Some(issue.id.clone()),
+        issue_id: Some(issue_id.to_string()),
         work_item_id: task.and_then(Task::work_item),
         stage,
         state_uuid: Some(state.to_string()),
