@@ -15,7 +15,7 @@ use crate::gate::{self, PlaneView, Unresolved};
 use crate::notify;
 use crate::outcome::{Outcome, Reason, Verdict};
 use crate::peers::http::{Client, Peer};
-use crate::peers::orchestrator::{Advance, Orchestrator, Task};
+use crate::peers::orchestrator::{Advance, BadTask, Orchestrator, Task};
 use crate::peers::plane::{Plane, PlaneFailure};
 use crate::peers::telegram::Telegram;
 use crate::report::{
@@ -407,10 +407,16 @@ impl Tick<'_> {
                 return Ok(pass);
             }
         };
-        let tasks: Vec<Task> = list
-            .iter()
-            .filter_map(|t| t.as_ref().ok().cloned())
-            .collect();
+        // The good tasks in one list (the graph wants a slice), the order
+        // of the units kept beside it: no copy of 5,000 tasks.
+        let mut tasks: Vec<Task> = Vec::with_capacity(list.len());
+        let mut order: Vec<Result<usize, BadTask>> = Vec::with_capacity(list.len());
+        for item in list {
+            order.push(item.map(|t| {
+                tasks.push(t);
+                tasks.len() - 1
+            }));
+        }
         self.prefetch_for_gate(&tasks)?;
         let graph = if self.cfg.reconcile.task_deps_enabled {
             let graph = DepGraph::build(&tasks);
@@ -421,12 +427,12 @@ impl Tick<'_> {
         } else {
             None
         };
-        for item in list {
+        for item in order {
             if !self.cut_by_deadline && self.past_deadline() {
                 log::warn!("deadline reached; the remaining tasks are deferred");
                 self.cut_by_deadline = true;
             }
-            let unit = match item {
+            let unit = match item.map(|i| &tasks[i]) {
                 Err(bad) => GateUnit {
                     task_id: bad.id,
                     work_item_id: None,
@@ -440,13 +446,13 @@ impl Tick<'_> {
                     outbox_id: None,
                 },
                 Ok(task) if self.cut_by_deadline => {
-                    let mut u = unit_for(&task, Outcome::Deferred);
+                    let mut u = unit_for(task, Outcome::Deferred);
                     u.reason = Some(Reason::Deadline);
                     u
                 }
                 Ok(task) => {
                     let readiness = graph.as_ref().map(|g| g.readiness(task.id));
-                    self.gate_task(&task, readiness.as_ref())?
+                    self.gate_task(task, readiness.as_ref())?
                 }
             };
             if let Some(e) = self.fatal.take() {

@@ -141,12 +141,27 @@ impl Orchestrator {
     /// Every task not done. The list must be readable as a whole; a single
     /// bad element fails only that task.
     pub fn tasks(&self) -> Result<Vec<Result<Task, BadTask>>, PeerError> {
+        /// Each element straight into a Task when it is one: 5,000 tasks
+        /// are never all held as generic JSON at once.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Entry {
+            Task(Task),
+            Other(serde_json::Value),
+        }
         #[derive(Deserialize)]
         struct List {
-            tasks: Vec<serde_json::Value>,
+            tasks: Vec<Entry>,
         }
         let list: List = self.get("/reconcile/v1/tasks")?;
-        Ok(list.tasks.into_iter().map(parse_task).collect())
+        Ok(list
+            .tasks
+            .into_iter()
+            .map(|e| match e {
+                Entry::Task(t) => Ok(t),
+                Entry::Other(v) => parse_task(v),
+            })
+            .collect())
     }
 
     /// The task of one Plane issue, any stage.
