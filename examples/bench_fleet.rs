@@ -189,78 +189,26 @@ fn change_issues(sim: &Simulator, round: usize, at: Option<i64>) {
 
 // ------------------------------------------------------------------ config
 
+/// Where the benchmark's configs, secrets and sidecars live.
 struct Files {
     dir: PathBuf,
-    orch: PathBuf,
-    plane: PathBuf,
-    bot: PathBuf,
 }
 
 impl Files {
-    fn new(dir: &Path, s: &Scenario) -> anyhow::Result<Files> {
-        let write = |name: &str, value: &str| -> anyhow::Result<PathBuf> {
-            let p = dir.join(name);
-            std::fs::write(&p, value)?;
-            set_private(&p);
-            Ok(p)
-        };
+    fn new(dir: &Path, _s: &Scenario) -> anyhow::Result<Files> {
         Ok(Files {
             dir: dir.to_path_buf(),
-            orch: write("orchestrator.token", &s.orchestrator_token)?,
-            plane: write("plane.key", &s.plane_api_key)?,
-            bot: write("telegram.token", &s.telegram_bot_token)?,
         })
     }
 
-    /// A config for `sim` with its own sidecar; `extra` goes under [plane].
+    /// A config for `sim` with its own sidecar; `plane_extra` goes under [plane].
     fn config(&self, sim: &Simulator, name: &str, plane_extra: &str) -> anyhow::Result<PathBuf> {
-        let mut projects = String::new();
-        for p in 0..PROJECTS {
-            projects.push_str(&format!(
-                "\n[[projects]]\nrepo = \"{}\"\nplane_project_id = \"{}\"\n",
-                repo(p),
-                project_id(p)
-            ));
-        }
-        let toml = format!(
-            r#"[state]
-path = "{state}"
-
-[orchestrator]
-url = "{orch_url}"
-token_file = "{orch}"
-
-[plane]
-url = "{plane_url}"
-workspace = "acme"
-api_key_file = "{plane}"
-per_page = {PER_PAGE}
-{plane_extra}
-
-[telegram]
-bot_token_file = "{bot}"
-chat_id = "-1001234567890"
-api_url = "{tg_url}"
-link_template = "https://plane.example.com/acme/browse/{{work_item_id}}/"
-{projects}"#,
-            state = self.dir.join(format!("{name}.sqlite")).display(),
-            orch_url = sim.orchestrator_url(),
-            orch = self.orch.display(),
-            plane_url = sim.plane_url(),
-            plane = self.plane.display(),
-            bot = self.bot.display(),
-            tg_url = sim.telegram_url(),
-        );
-        let path = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&path, toml)?;
-        set_private(&path);
-        Ok(path)
+        sim.write_config(
+            &self.dir,
+            name,
+            &format!("per_page = {PER_PAGE}\n{plane_extra}"),
+        )
     }
-}
-
-fn set_private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 // ------------------------------------------------------------------ the binary

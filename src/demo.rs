@@ -35,50 +35,7 @@ pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn config(sim: &Simulator, dir: &Path) -> anyhow::Result<crate::config::Config> {
-    let s = sim.scenario();
-    let write = |name: &str, value: &str| -> anyhow::Result<PathBuf> {
-        let p = dir.join(name);
-        std::fs::write(&p, value).with_context(|| format!("writing {}", p.display()))?;
-        set_private(&p);
-        Ok(p)
-    };
-    let orch = write("orchestrator.token", &s.orchestrator_token)?;
-    let plane = write("plane.key", &s.plane_api_key)?;
-    let bot = write("telegram.token", &s.telegram_bot_token)?;
-    let toml = format!(
-        r#"[state]
-path = "{state}"
-
-[orchestrator]
-url = "{orch_url}"
-token_file = "{orch}"
-
-[plane]
-url = "{plane_url}"
-workspace = "{ws}"
-api_key_file = "{plane}"
-
-[telegram]
-bot_token_file = "{bot}"
-chat_id = "-1001234567890"
-api_url = "{tg_url}"
-link_template = "https://plane.example.com/acme/browse/{{work_item_id}}/"
-
-[[projects]]
-repo = "acme/shop"
-plane_project_id = "{pid}"
-"#,
-        state = dir.join("state.sqlite").display(),
-        orch_url = sim.orchestrator_url(),
-        orch = orch.display(),
-        plane_url = sim.plane_url(),
-        ws = s.plane_workspace,
-        plane = plane.display(),
-        bot = bot.display(),
-        tg_url = sim.telegram_url(),
-        pid = s.projects[0].id,
-    );
-    let path = write("reconcile.toml", &toml)?;
+    let path = sim.write_config(dir, "demo", "")?;
     // The operator's environment must not steer the demo.
     Ok(crate::config::load_with_env(&path, true, &|_| None)?)
 }

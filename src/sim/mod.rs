@@ -24,6 +24,9 @@ mod world;
 #[cfg(test)]
 mod tests;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -71,6 +74,51 @@ impl Simulator {
 
     fn url(&self, i: usize) -> String {
         format!("http://{}", self.servers[i].addr)
+    }
+
+    /// Writes into `dir` the secret files and `<name>.toml`, a config for a
+    /// client of this simulator with its own sidecar `<name>.sqlite` and
+    /// every scenario project; `plane_extra` lines go under `[plane]`.
+    /// `reconcile demo` and the fleet benchmark run on it.
+    pub fn write_config(
+        &self,
+        dir: &Path,
+        name: &str,
+        plane_extra: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let s = self.scenario();
+        let write = |file: &str, value: &str| -> anyhow::Result<PathBuf> {
+            use std::os::unix::fs::PermissionsExt as _;
+            let p = dir.join(file);
+            std::fs::write(&p, value).with_context(|| format!("writing {}", p.display()))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            Ok(p)
+        };
+        let orch = write("orchestrator.token", &s.orchestrator_token)?;
+        let plane = write("plane.key", &s.plane_api_key)?;
+        let bot = write("telegram.token", &s.telegram_bot_token)?;
+        let mut toml = format!(
+            "[state]\npath = {state:?}\n\n\
+             [orchestrator]\nurl = {orch_url:?}\ntoken_file = {orch:?}\n\n\
+             [plane]\nurl = {plane_url:?}\nworkspace = {ws:?}\napi_key_file = {plane:?}\n{plane_extra}\n\n\
+             [telegram]\nbot_token_file = {bot:?}\nchat_id = \"-1001234567890\"\napi_url = {tg_url:?}\n\
+             link_template = \"https://plane.example.com/acme/browse/{{work_item_id}}/\"\n",
+            state = dir.join(format!("{name}.sqlite")).display().to_string(),
+            orch_url = self.orchestrator_url(),
+            orch = orch.display().to_string(),
+            plane_url = self.plane_url(),
+            ws = s.plane_workspace,
+            plane = plane.display().to_string(),
+            bot = bot.display().to_string(),
+            tg_url = self.telegram_url(),
+        );
+        for p in &s.projects {
+            toml.push_str(&format!(
+                "\n[[projects]]\nrepo = {:?}\nplane_project_id = {:?}\n",
+                p.repo, p.id
+            ));
+        }
+        write(&format!("{name}.toml"), &toml)
     }
 
     /// Base URL for `[orchestrator] url`, e.g. `http://127.0.0.1:41234`.
