@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use std::fs::TryLockError;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -26,8 +25,6 @@ use crate::peers::plane::Plane;
 use crate::peers::telegram::Telegram;
 use crate::sidecar::{self, Sidecar};
 use crate::states::{KEYS, Source, StateMap, merge_state_names};
-
-const TELEGRAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keys F-2 acts on: a project without them cannot start, resume or
 /// apply a verdict.
@@ -261,7 +258,7 @@ fn online(cfg: &Config, report: &mut CheckReport) {
             detail: "not configured: no messages are sent".into(),
         }),
         Some(t) => {
-            let tg = Telegram::new(t, Client::new(Peer::Telegram, TELEGRAM_TIMEOUT, secrets));
+            let tg = Telegram::new(t, Client::new(Peer::Telegram, t.timeout, secrets));
             report.probes.push(match tg.get_me() {
                 Ok(()) => Probe {
                     name: "telegram",

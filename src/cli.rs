@@ -79,7 +79,7 @@ pub struct Cli {
     pub output: Format,
 
     /// Whole-tick budget in seconds (overrides [reconcile] deadline_s)
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub deadline: Option<u64>,
 
     /// Wait this long for another tick's lock

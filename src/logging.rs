@@ -16,21 +16,17 @@ pub fn init(verbose: u8, quiet: u8) {
     };
     let mut builder = env_logger::Builder::new();
     match std::env::var("RUST_LOG") {
-        Ok(spec) => {
+        // A blank RUST_LOG (env files often carry one) is no RUST_LOG.
+        Ok(spec) if !spec.trim().is_empty() => {
             builder.parse_filters(&spec);
         }
-        Err(_) => {
+        _ => {
             // Our own crate at the chosen level; libraries only warn.
             builder.filter_level(LevelFilter::Warn.min(level));
             builder.filter_module("reconcile", level);
         }
     }
-    // The HTTP stack logs URLs and raw headers at debug and trace, and those
-    // carry the Telegram token and the API keys: never below warn, whatever
-    // RUST_LOG asks (a later directive for the same module replaces it).
-    for module in ["ureq", "ureq_proto", "rustls"] {
-        builder.filter_module(module, LevelFilter::Warn);
-    }
+
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.format(|buf, record| {
             let priority = match record.level() {
@@ -47,5 +43,55 @@ pub fn init(verbose: u8, quiet: u8) {
             writeln!(buf, "{ts} {:<5} {}", record.level(), record.args())
         });
     }
-    let _ = builder.try_init();
+    let logger = Guarded(builder.build());
+    let max = logger.0.filter();
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// The HTTP stack logs URLs and raw headers at debug and trace, and those
+/// carry the Telegram token and the API keys: its records below warn are
+/// dropped whatever RUST_LOG asks, submodules included.
+struct Guarded(env_logger::Logger);
+
+fn secret_bearing(target: &str, level: log::Level) -> bool {
+    level > log::Level::Warn
+        && ["ureq", "ureq_proto", "rustls"].iter().any(|m| {
+            target == *m
+                || target
+                    .strip_prefix(m)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
+}
+
+impl log::Log for Guarded {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        !secret_bearing(m.target(), m.level()) && self.0.enabled(m)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_stack_is_kept_at_warn_submodules_included() {
+        assert!(secret_bearing("ureq", log::Level::Debug));
+        assert!(secret_bearing("ureq_proto::client", log::Level::Trace));
+        assert!(secret_bearing("rustls::conn", log::Level::Info));
+        assert!(!secret_bearing("ureq", log::Level::Warn));
+        assert!(!secret_bearing("ureqx", log::Level::Debug));
+        assert!(!secret_bearing("reconcile::tick", log::Level::Trace));
+    }
 }

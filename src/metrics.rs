@@ -187,6 +187,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(bytes)?;
+        // node_exporter runs as another user; the unit's UMask would
+        // otherwise leave the file 0640.
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -209,11 +213,19 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("sub").join("x.prom");
+        // The temp file is written, then the rename fails: the target is a
+        // non-empty directory.
+        let target = dir.path().join("busy");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("keep"), b"").unwrap();
         assert!(write_atomically(&target, b"x 1\n").is_err());
+        std::fs::remove_dir_all(&target).unwrap();
         let target = dir.path().join("x.prom");
         write_atomically(&target, b"x 1\n").unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "x 1\n");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "readable by node_exporter");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

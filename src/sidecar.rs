@@ -337,12 +337,20 @@ impl TickLock {
     pub fn acquire(state_path: &Path, wait: Duration) -> Result<TickLock, LockError> {
         let path = lock_path(state_path);
         check_parent(&path).map_err(LockError::Sidecar)?;
+        refuse_root_in_foreign_dir(&path).map_err(LockError::Sidecar)?;
+        // flock needs no write access: an existing lock file is only read,
+        // so a lock file made by another user does not get in the way.
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
             .open(&path)
+            .or_else(|_| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+            })
             .map_err(|e| {
                 LockError::Sidecar(SidecarError::new(
                     &path,
@@ -627,6 +635,34 @@ struct Header {
     empty: bool,
     /// Read/write format versions 2/2: WAL mode.
     wal: bool,
+}
+
+/// Root writing into a state directory that belongs to the service user
+/// would leave root-owned files (the sidecar, its lock, -wal/-shm) that
+/// break every later tick of that user: refuse, and say how to run it.
+fn refuse_root_in_foreign_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // The owner of /proc/self is the effective uid (Linux).
+    let (Ok(me), Ok(dir)) = (std::fs::metadata("/proc/self"), std::fs::metadata(parent)) else {
+        return Ok(());
+    };
+    if me.uid() == 0 && dir.uid() != 0 {
+        return Err(SidecarError::new(
+            path,
+            SidecarErrorKind::Io,
+            format!(
+                "refusing to write as root into {}, which belongs to uid {}: run as that user \
+                 (e.g. sudo -u reconcile reconcile …) so its files stay its own",
+                parent.display(),
+                dir.uid()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_parent(path: &Path) -> Result<()> {

@@ -79,9 +79,13 @@ fn hand_written_config_page_names_every_key() {
         "CREDENTIALS_DIRECTORY",
         "RECONCILE_TELEGRAM_BOT_TOKEN",
     ];
-    for key in CONFIG_KEYS.iter().chain(&extra) {
-        let roff = key.replace('-', "\\-");
-        assert!(page.contains(&roff), "reconcile.toml.5 lacks {key}");
+    // A key is documented where it stands in bold, as a term of its own.
+    for key in CONFIG_KEYS {
+        let term = format!("\\fB{key}\\fR");
+        assert!(page.contains(&term), "reconcile.toml.5 lacks {term}");
+    }
+    for name in extra {
+        assert!(page.contains(name), "reconcile.toml.5 lacks {name}");
     }
 }
 

@@ -132,3 +132,33 @@ fn a_healthy_sidecar_is_reused_across_ticks() {
     stack.tick(&["gate"]).code(0);
     assert_eq!(stack.status()["ticks_total"], 2);
 }
+
+#[test]
+fn root_refuses_to_write_into_the_service_user_s_state_directory() {
+    use std::os::unix::fs::MetadataExt as _;
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        eprintln!("not root: nothing to refuse");
+        return;
+    }
+    let state_dir = stack.dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    std::os::unix::fs::chown(&state_dir, Some(65534), Some(65534)).unwrap();
+    let state = state_dir.join("state.sqlite");
+    let run = stack.run(&["--state", state.to_str().unwrap(), "gate"]);
+    run.code(74);
+    run.stderr_has("sudo -u");
+    assert!(
+        std::fs::read_dir(&state_dir).unwrap().next().is_none(),
+        "nothing created"
+    );
+    assert_eq!(stack.count(Route::OrchTasks), 0);
+    // Reading is fine: status and a dry-run write nothing.
+    stack
+        .run(&["--state", state.to_str().unwrap(), "gate", "--dry-run"])
+        .code(0);
+}
