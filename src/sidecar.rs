@@ -526,6 +526,9 @@ pub struct TickRecord {
     /// grows by their number and each key's de-dup row is touched (kept
     /// alive for retention).
     pub deduped_keys: Vec<String>,
+    /// Where the next tick's pass starts (the first unit the action cap
+    /// deferred), per pass that ran: `None` clears it.
+    pub cursors: Vec<(String, Option<String>)>,
 }
 
 /// The persisted counters (`status`, DESIGN §6.3). The config-derived keys
@@ -1399,6 +1402,15 @@ impl Sidecar {
                     add_counter(tx, &format!("{C_SKIP_PREFIX}{reason}"), *n)?;
                 }
             }
+            for (pass, at) in &rec.cursors {
+                let key = format!("cursor/{pass}");
+                match at {
+                    Some(v) => set_kv(tx, &key, v)?,
+                    None => {
+                        tx.execute("DELETE FROM kv WHERE key = ?1", [&key])?;
+                    }
+                }
+            }
             set_kv(tx, K_LAST_RUN, &now)?;
             if rec.exit_code == 0 {
                 set_kv(tx, K_LAST_SUCCESS, &now)?;
@@ -1406,6 +1418,19 @@ impl Sidecar {
             retain(tx, &cutoff)?;
             Ok(id)
         })
+    }
+
+    /// Where a pass should start this tick, so that the action cap never
+    /// starves the same units tick after tick (see `TickRecord::cursors`).
+    pub fn cursor(&self, pass: &str) -> Result<Option<String>> {
+        self.conn()?
+            .query_row(
+                "SELECT value FROM kv WHERE key = ?1",
+                [format!("cursor/{pass}")],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err("reading a cursor"))
     }
 
     /// The persisted counters for `status`.

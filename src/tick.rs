@@ -367,7 +367,36 @@ fn tick_record(
         errors,
         skipped_terminal,
         deduped_keys,
+        cursors: cursors(report),
     }
+}
+
+/// Per pass that ran, the first unit the action cap deferred: the next
+/// tick starts there, so the cap serves every unit in turn.
+fn cursors(report: &Report) -> Vec<(String, Option<String>)> {
+    let capped =
+        |o: Outcome, r: Option<Reason>| o == Outcome::Deferred && r == Some(Reason::ActionCap);
+    let mut out = Vec::new();
+    if report.gate.ran {
+        let at = report
+            .gate
+            .units
+            .iter()
+            .find(|u| capped(u.outcome, u.reason));
+        out.push((
+            "gate".into(),
+            at.and_then(|u| u.task_id).map(|id| id.to_string()),
+        ));
+    }
+    if report.plane.ran {
+        let at = report
+            .plane
+            .units
+            .iter()
+            .find(|u| capped(u.outcome, u.reason));
+        out.push(("plane".into(), at.map(|u| u.issue_id.clone())));
+    }
+    out
 }
 
 /// What a new unblock is, before de-dup.
@@ -382,6 +411,13 @@ struct Unblock<'t> {
 }
 
 impl Tick<'_> {
+    fn cursor(&self, pass: &str) -> anyhow::Result<Option<String>> {
+        Ok(match self.store.reader() {
+            Some(s) => s.cursor(pass)?,
+            None => None,
+        })
+    }
+
     fn past_deadline(&self) -> bool {
         Instant::now() >= self.deadline
     }
@@ -418,6 +454,14 @@ impl Tick<'_> {
             }));
         }
         self.prefetch_for_gate(&tasks)?;
+        // Start where the action cap stopped the last tick.
+        if let Some(cursor) = self.cursor("gate")?
+            && let Some(at) = order
+                .iter()
+                .position(|o| o.as_ref().is_ok_and(|i| tasks[*i].id.to_string() == cursor))
+        {
+            order.rotate_left(at);
+        }
         let graph = if self.cfg.reconcile.task_deps_enabled {
             let graph = DepGraph::build(&tasks);
             for w in graph.warnings() {

@@ -370,3 +370,37 @@ fn a_task_whose_issue_is_gone_from_plane_is_a_plain_skip() {
     );
     assert_eq!(stack.count(Route::OrchAdvance), 0);
 }
+
+#[test]
+fn the_action_cap_serves_every_task_in_turn() {
+    // Three stuck tasks, one advance per tick; before each tick all three
+    // are stuck again (the test undoes the advances).
+    let mut t = Test::new().set("reconcile", "max_actions", "1");
+    for id in 1..=3 {
+        t = t.task_in(SimTask::new(id, "testing").repo(REPO), "In Progress");
+    }
+    let stack = t.start();
+    let mut advanced = Vec::new();
+    for _ in 0..3 {
+        stack.sim.update(|w| {
+            for id in 1..=3 {
+                let task = w.task_mut(id).unwrap();
+                task.stage = "testing".into();
+                task.gate_passed = true;
+                task.updated_ago_s = 2 * HOUR;
+            }
+        });
+        let run = stack.tick(&["gate"]);
+        run.code(0);
+        let done: Vec<i64> = (1..=3)
+            .filter(|id| run.gate_outcome(*id) == "advanced")
+            .collect();
+        assert_eq!(done.len(), 1, "{run}");
+        advanced.push(done[0]);
+    }
+    assert_eq!(
+        advanced,
+        [1, 2, 3],
+        "round robin, not the first task every tick"
+    );
+}

@@ -453,3 +453,30 @@ fn two_repos_sharing_one_plane_project_replay_each_issue_once() {
         "the shared project is listed once"
     );
 }
+
+#[test]
+fn the_action_cap_serves_every_issue_in_turn() {
+    // Three idle tasks whose resumes change nothing: each tick replays one.
+    let stack = Test::new()
+        .scenario(without_to_analyse)
+        .issue_with_task(1, "In Progress", "development")
+        .issue_with_task(2, "In Progress", "development")
+        .issue_with_task(3, "In Progress", "development")
+        .set("reconcile", "max_actions", "1")
+        .start();
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        let run = stack.tick(&["plane"]);
+        run.code(0);
+        let noop: Vec<i64> = (1..=3)
+            .filter(|s| run.plane_outcome(*s) == "resume_noop")
+            .collect();
+        assert_eq!(noop.len(), 1, "{run}");
+        replayed.push(noop[0]);
+    }
+    assert_eq!(
+        replayed,
+        [1, 2, 3],
+        "round robin, not the first issue every tick"
+    );
+}

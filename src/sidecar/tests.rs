@@ -44,6 +44,7 @@ fn tick(command: &str, exit_code: i32) -> TickRecord {
         errors: 0,
         skipped_terminal: 0,
         deduped_keys: vec![],
+        cursors: vec![],
     }
 }
 

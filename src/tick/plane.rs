@@ -38,6 +38,18 @@ impl Tick<'_> {
         }
         let owned: Vec<Project> = projects.iter().map(|p| (*p).clone()).collect();
         self.prefetch(&owned)?;
+        // Start where the action cap stopped the last tick: its project
+        // first, and in it, its issue.
+        let cursor = self.cursor("plane")?;
+        if let Some(c) = &cursor
+            && let Some(at) = projects.iter().position(|p| {
+                self.projects
+                    .get(&p.plane_project_id)
+                    .is_some_and(|v| v.as_ref().is_ok_and(|v| v.issue(c).is_some()))
+            })
+        {
+            projects.rotate_left(at);
+        }
         let mut unreachable = 0;
         for project in &projects {
             if !self.cut_by_deadline && self.past_deadline() {
@@ -64,7 +76,13 @@ impl Tick<'_> {
                 requests: 0,
             };
             match self.project_view(project) {
-                Ok(view) => self.plane_project(project, &view, &mut report, &mut pass.units)?,
+                Ok(view) => self.plane_project(
+                    project,
+                    &view,
+                    cursor.as_deref(),
+                    &mut report,
+                    &mut pass.units,
+                )?,
                 Err(b) => {
                     if b.cause.is_deferral() {
                         report.deferred = Some(b.cause.reason());
@@ -94,6 +112,7 @@ impl Tick<'_> {
         &mut self,
         project: &Project,
         view: &ProjectView,
+        cursor: Option<&str>,
         report: &mut ProjectReport,
         units: &mut Vec<PlaneUnit>,
     ) -> anyhow::Result<()> {
@@ -112,7 +131,10 @@ impl Tick<'_> {
         }
         let issues = &view.issues;
         report.issues_listed = issues.len();
-        for issue in issues {
+        let start = cursor
+            .and_then(|c| issues.iter().position(|i| i.id == c))
+            .unwrap_or(0);
+        for issue in issues[start..].iter().chain(&issues[..start]) {
             let Some(state) = issue.state.clone() else {
                 continue;
             };
