@@ -58,8 +58,6 @@ pub struct Delivery {
     /// Outbox ids delivered inside a digest.
     pub digested: Vec<i64>,
     pub dropped: Vec<i64>,
-    /// Texts Telegram accepted.
-    pub messages: Vec<String>,
     /// Rows still queued after delivery.
     pub pending: u64,
 }
@@ -82,7 +80,6 @@ pub fn deliver(
             Ok(()) => {
                 store.mark_sent(&ids, now)?;
                 out.digested = ids;
-                out.messages.push(text);
             }
             Err(f) => {
                 log::warn!(
@@ -101,7 +98,6 @@ pub fn deliver(
                 Ok(()) => {
                     store.mark_sent(&[m.id], now)?;
                     out.sent.push(m.id);
-                    out.messages.push(m.text.clone());
                 }
                 Err(f) => {
                     log::warn!("telegram: message {} not delivered: {}", m.id, f.error);

@@ -207,9 +207,6 @@ pub struct Report {
     pub notifications: Notifications,
     pub requests: Requests,
     pub counters: Counters,
-    /// Messages this tick handed to Telegram (shown by `demo`).
-    #[serde(skip)]
-    pub delivered: Vec<String>,
 }
 
 /// "outcome" or "outcome/reason": the key counted in summaries and in the

@@ -209,7 +209,6 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
             interval: cfg.reconcile.interval_s,
             snapshot: sidecar::Snapshot::default(),
         },
-        delivered: Vec::new(),
     };
 
     if matches!(opts.command, Command::Gate | Command::All) {
@@ -320,7 +319,6 @@ fn apply_delivery(report: &mut Report, d: &notify::Delivery) {
     }
     report.notifications.sent = (d.sent.len() + d.digested.len()) as u64;
     report.notifications.dropped = d.dropped.len() as u64;
-    report.delivered = d.messages.clone();
 }
 
 fn tick_record(
