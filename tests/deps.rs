@@ -10,6 +10,13 @@ fn stuck_on(id: i64, deps: &[i64]) -> SimTask {
     SimTask::new(id, "testing").repo(REPO).green().depends(deps)
 }
 
+fn assert_blocked(stack: &Stack, seqs: &[i64]) {
+    for seq in seqs {
+        let state = stack.sim.issue_state_name(&pid(), &issue_id(*seq));
+        assert_eq!(state.as_deref(), Some("Blocked"), "ET-{seq}");
+    }
+}
+
 fn two_cycle() -> Test {
     Test::new()
         .task_in(stuck_on(1, &[2]), "In Progress")
@@ -52,15 +59,7 @@ fn a_two_cycle_alerts_once_and_blocks_both_issues_over_three_ticks() {
         vec!["⛔ reconciler: dependency cycle ET-1 → ET-2 → ET-1".to_string()]
     );
     assert_eq!(stack.count(Route::PlanePatch), 2);
-    for seq in [1, 2] {
-        assert_eq!(
-            stack
-                .sim
-                .issue_state_name(&pid(), &issue_id(seq))
-                .as_deref(),
-            Some("Blocked")
-        );
-    }
+    assert_blocked(&stack, &[1, 2]);
 }
 
 #[test]
@@ -107,15 +106,7 @@ fn a_failed_patch_is_retried_next_tick_without_a_new_alert() {
     run.code(0);
     assert_eq!(run.json()["cycles"][0]["outcome"], "known");
     assert_eq!(stack.messages().len(), 1);
-    for seq in [1, 2] {
-        assert_eq!(
-            stack
-                .sim
-                .issue_state_name(&pid(), &issue_id(seq))
-                .as_deref(),
-            Some("Blocked")
-        );
-    }
+    assert_blocked(&stack, &[1, 2]);
 }
 
 #[test]

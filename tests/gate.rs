@@ -325,31 +325,6 @@ fn in_sync_tick_is_quiet_with_q() {
 }
 
 #[test]
-fn a_peer_body_over_32_mib_fails_that_unit_only() {
-    let stack = Test::new()
-        .stuck(7, "testing", "In Progress")
-        .stuck(8, "testing", "In Progress")
-        .fault(
-            Route::OrchAdvance,
-            Fault::Oversized {
-                bytes: 33 * 1024 * 1024,
-            },
-        )
-        .start();
-    let run = stack.tick(&["gate"]);
-    run.code(1);
-    assert_eq!(run.gate_outcome(7), "error");
-    assert!(
-        run.gate_unit(7)["detail"]
-            .as_str()
-            .unwrap()
-            .contains("32 MiB"),
-        "{run}"
-    );
-    assert_eq!(run.gate_outcome(8), "advanced");
-}
-
-#[test]
 fn a_task_whose_issue_is_gone_from_plane_is_a_plain_skip() {
     let stack = Test::new()
         .task(
