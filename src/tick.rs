@@ -524,18 +524,23 @@ impl Tick<'_> {
     /// which F-2 needs anyway).
     fn prefetch_for_gate(&mut self, tasks: &[Task]) -> anyhow::Result<()> {
         let config = self.cfg;
+        let every = self.opts.command == Command::All && config.reconcile.plane_enabled;
+        // One pass over the tasks, not one per project.
+        let asked: std::collections::HashSet<&str> = if every {
+            std::collections::HashSet::new()
+        } else {
+            tasks
+                .iter()
+                .filter(|t| {
+                    gate::local_guards(t, &config.reconcile, true, self.now) == Verdict::Proceed
+                })
+                .map(|t| t.repo.as_str())
+                .collect()
+        };
         let needed: Vec<crate::config::Project> = config
             .projects
             .iter()
-            .filter(|p| p.enabled)
-            .filter(|p| {
-                (self.opts.command == Command::All && config.reconcile.plane_enabled)
-                    || tasks.iter().any(|t| {
-                        t.repo == p.repo
-                            && gate::local_guards(t, &config.reconcile, true, self.now)
-                                == Verdict::Proceed
-                    })
-            })
+            .filter(|p| p.enabled && (every || asked.contains(p.repo.as_str())))
             .cloned()
             .collect();
         self.prefetch(&needed)
