@@ -80,7 +80,13 @@ struct Blind {
 
 impl From<PlaneFailure> for Blind {
     fn from(f: PlaneFailure) -> Blind {
-        blind(f)
+        let message = f.to_string();
+        let cause = match f {
+            PlaneFailure::Reserve => Unresolved::Reserve,
+            PlaneFailure::RateLimited(_) => Unresolved::RateLimited,
+            PlaneFailure::Failed(_) => Unresolved::ReadFailed,
+        };
+        Blind { cause, message }
     }
 }
 
@@ -779,16 +785,6 @@ fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
         stage: &task.stage,
         state_uuid,
     }
-}
-
-fn blind(f: PlaneFailure) -> Blind {
-    let message = f.to_string();
-    let cause = match f {
-        PlaneFailure::Reserve => Unresolved::Reserve,
-        PlaneFailure::RateLimited(_) => Unresolved::RateLimited,
-        PlaneFailure::Failed(_) => Unresolved::ReadFailed,
-    };
-    Blind { cause, message }
 }
 
 fn unit_for(task: &Task, outcome: Outcome) -> GateUnit {
