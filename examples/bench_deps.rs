@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use reconcile::deps::{DepGraph, Readiness};
+use reconcile::core::deps::{DepGraph, Readiness};
 use reconcile::peers::orchestrator::{Dependency, Task};
 
 const RUNS: usize = 15;

@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use reconcile::config::{self, Config};
-use reconcile::deps::DepGraph;
-use reconcile::gate::{self, PlaneView};
-use reconcile::outcome::Verdict;
+use reconcile::core::deps::DepGraph;
+use reconcile::core::gate::{self, PlaneView};
+use reconcile::core::outcome::Verdict;
+use reconcile::core::states::{PlaneState, StateMap};
 use reconcile::peers::orchestrator::{Dependency, Task};
 use reconcile::sim::{Fault, Peer, Route, Scenario, SimProject, SimTask, Simulator, sim_uuid};
-use reconcile::states::{PlaneState, StateMap};
 use reconcile::tick::{self, Command as TickCommand, Options};
 use serde_json::Value;
 use time::OffsetDateTime;

@@ -165,6 +165,6 @@ pub enum OutboxAction {
 }
 
 fn parse_since(text: &str) -> Result<Duration, String> {
-    crate::timestamp::parse_duration(text)
+    crate::core::timestamp::parse_duration(text)
         .ok_or_else(|| format!("not a duration: {text:?} (e.g. 90, 15m, 2h, 1d, 1h30m)"))
 }

@@ -1,24 +1,17 @@
 //! `reconcile`: the level-triggered sweeper for a webhook-driven pipeline.
-//! See DESIGN.md (shared) for the contracts; README.md for operation.
-pub mod app;
-pub mod check;
+//! `docs/architecture.md` is the map of this tree; README.md covers operation.
+//!
+//! Layers, arrows pointing down only: `cmd` (one file per subcommand) uses
+//! `tick` (one tick), which uses `core` (pure decisions), `peers` (HTTP),
+//! `store` (the SQLite sidecar) and `output` (report, metrics). `sim` is the
+//! loopback simulator the tests and `demo` run against.
 pub mod cli;
+pub mod cmd;
 pub mod config;
-pub mod demo;
-pub mod deps;
-pub mod gate;
-pub mod history;
+pub mod core;
 pub mod logging;
-pub mod manpage;
-pub mod metrics;
-pub mod notify;
-pub mod ops;
-pub mod outcome;
+pub mod output;
 pub mod peers;
-pub mod plane_pass;
-pub mod report;
-pub mod sidecar;
 pub mod sim;
-pub mod states;
+pub mod store;
 pub mod tick;
-pub mod timestamp;

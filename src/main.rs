@@ -5,13 +5,13 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = reconcile::cli::Cli::parse();
     reconcile::logging::init(cli.verbose, cli.quiet);
-    match reconcile::app::run(cli) {
+    match reconcile::cmd::run(cli) {
         Ok(code) => code,
         Err(err) => {
             // One line, with its context chain; never a secret (the layers
             // below redact before they build an error).
             eprintln!("reconcile: {err:#}");
-            ExitCode::from(reconcile::app::exit_code_for(&err))
+            ExitCode::from(reconcile::cmd::exit_code_for(&err))
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{Client, PeerError};
-use crate::states::PlaneState;
+use crate::core::states::PlaneState;
 
 /// An id as one URL path segment: ids come from peers, and one holding
 /// `/`, `?` or `..` must not reach another endpoint.
@@ -343,7 +343,7 @@ impl Plane {
                     .as_ref()
                     .ok()
                     .and_then(|i| i.updated_at.as_deref())
-                    .and_then(crate::timestamp::parse);
+                    .and_then(crate::core::timestamp::parse);
                 if old.is_some_and(|t| t < boundary) {
                     reached = true;
                 }

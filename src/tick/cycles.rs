@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 
 use super::{Store, Tick};
-use crate::deps::{Cycle, DepGraph};
-use crate::notify;
+use crate::core::deps::{Cycle, DepGraph};
+use crate::output::report::CycleReport;
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::PlaneFailure;
-use crate::report::CycleReport;
+use crate::tick::notify;
 
 impl Tick<'_> {
     pub(super) fn cycle_backstop(

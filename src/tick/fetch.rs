@@ -14,9 +14,9 @@ use time::OffsetDateTime;
 
 use super::{Blind, Store, Tick};
 use crate::config::{Config, Project};
+use crate::core::states::{PlaneState, StateMap, merge_state_names};
 use crate::peers::plane::{Issue, Plane};
-use crate::sidecar::{Mirror, MirrorIssue};
-use crate::states::{PlaneState, StateMap, merge_state_names};
+use crate::store::{Mirror, MirrorIssue};
 
 /// One project as this tick sees it. Issues carry no raw JSON (a replay
 /// reads its issue's from the sidecar): 20,000 parsed issues would
@@ -209,7 +209,7 @@ impl Tick<'_> {
             let message = format!("{e:#}");
             self.fatal.get_or_insert(e);
             return Err(Blind {
-                cause: crate::gate::Unresolved::ReadFailed,
+                cause: crate::core::gate::Unresolved::ReadFailed,
                 message,
             });
         }

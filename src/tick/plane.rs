@@ -5,14 +5,14 @@ use serde_json::{Value, json};
 
 use super::{ProjectView, Tick, Unblock};
 use crate::config::Project;
-use crate::outcome::{Outcome, Reason};
+use crate::core::outcome::{Outcome, Reason};
+use crate::core::plane::{self as plane_pass, Action, Decision, Trigger, Wanted};
+use crate::core::states::StateMap;
+use crate::output::report::{PlanePass, PlaneUnit, ProjectReport};
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::Issue;
-use crate::plane_pass::{self, Action, Decision, Trigger, Wanted};
-use crate::report::{PlanePass, PlaneUnit, ProjectReport};
-use crate::sidecar;
-use crate::sidecar::MirrorIssue;
-use crate::states::StateMap;
+use crate::store;
+use crate::store::MirrorIssue;
 
 impl Tick<'_> {
     pub(super) fn plane_pass(&mut self) -> anyhow::Result<PlanePass> {
@@ -311,7 +311,7 @@ fn plane_unblock<'t>(
     };
     let task = after.or(before);
     Unblock {
-        pass: sidecar::Pass::Plane,
+        pass: store::Pass::Plane,
         key,
         task_id: task.map(|t| t.id),
         issue_id: Some(issue_id.to_string()),
@@ -359,7 +359,7 @@ pub fn replay_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::states::PlaneState;
+    use crate::core::states::PlaneState;
     use std::collections::BTreeMap;
 
     #[test]

@@ -10,23 +10,24 @@ use anyhow::Context as _;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::deps::{DepGraph, Readiness};
-use crate::gate::{self, PlaneView, Unresolved};
-use crate::notify;
-use crate::outcome::{Outcome, Reason, Verdict};
+use crate::core::deps::{DepGraph, Readiness};
+use crate::core::gate::{self, PlaneView, Unresolved};
+
+use crate::core::outcome::{Outcome, Reason, Verdict};
+use crate::core::timestamp;
+use crate::output::report::{
+    Counters, CycleReport, GatePass, GateUnit, Notification, Notifications, PlanePass, Report,
+    Requests,
+};
 use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::{Advance, BadTask, Orchestrator, Task};
 use crate::peers::plane::{Plane, PlaneFailure};
 use crate::peers::telegram::Telegram;
-use crate::report::{
-    Counters, CycleReport, GatePass, GateUnit, Notification, Notifications, PlanePass, Report,
-    Requests,
-};
-use crate::sidecar::{self, Sidecar, TickLock};
-use crate::timestamp;
+use crate::store::{self, Sidecar, TickLock};
 
 mod cycles;
 mod fetch;
+pub mod notify;
 mod plane;
 
 use fetch::ProjectView;
@@ -148,7 +149,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
         (None, Store::ReadOnly(Sidecar::open_read_only(path)?))
     } else {
         let lock =
-            TickLock::acquire(path, opts.wait_lock).map_err(sidecar::LockError::into_anyhow)?;
+            TickLock::acquire(path, opts.wait_lock).map_err(store::LockError::into_anyhow)?;
         (Some(lock), Store::Live(Sidecar::open(path)?))
     };
 
@@ -213,7 +214,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
             enabled: cfg.reconcile.enabled,
             plane_enabled: cfg.reconcile.plane_enabled,
             interval: cfg.reconcile.interval_s,
-            snapshot: sidecar::Snapshot::default(),
+            snapshot: store::Snapshot::default(),
         },
     };
 
@@ -332,7 +333,7 @@ fn tick_record(
     started_at: OffsetDateTime,
     elapsed: Duration,
     deduped_keys: Vec<String>,
-) -> sidecar::TickRecord {
+) -> store::TickRecord {
     let units = report
         .gate
         .units
@@ -362,7 +363,7 @@ fn tick_record(
         .iter()
         .filter(|p| p.error.is_some())
         .count() as i64;
-    sidecar::TickRecord {
+    store::TickRecord {
         command: report.command.to_string(),
         started_at,
         duration_ms: elapsed.as_millis() as u64,
@@ -405,7 +406,7 @@ fn cursors(report: &Report) -> Vec<(String, Option<String>)> {
 
 /// What a new unblock is, before de-dup.
 struct Unblock<'t> {
-    pass: sidecar::Pass,
+    pass: store::Pass,
     key: String,
     task_id: Option<i64>,
     issue_id: Option<String>,
@@ -716,7 +717,7 @@ impl Tick<'_> {
                 None => None,
             },
         };
-        if sidecar::is_duplicate(last.as_ref(), u.stage, u.state_uuid.as_deref()) {
+        if store::is_duplicate(last.as_ref(), u.stage, u.state_uuid.as_deref()) {
             self.deduped_keys.push(u.key.clone());
             return Ok(Notification::Deduped);
         }
@@ -741,7 +742,7 @@ impl Tick<'_> {
             Store::Live(store) => {
                 let rec = store
                     .record_unblock(
-                        &sidecar::Unblock {
+                        &store::Unblock {
                             key: u.key.clone(),
                             pass: u.pass,
                             task_id: u.task_id,
@@ -774,7 +775,7 @@ impl Tick<'_> {
 /// F-1's de-dup key: the work item id, else the task id.
 fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
     Unblock {
-        pass: sidecar::Pass::Gate,
+        pass: store::Pass::Gate,
         key: task
             .work_item()
             .map(str::to_string)

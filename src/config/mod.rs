@@ -217,7 +217,7 @@ pub fn load_with_env(
 // defaults and validation.
 
 /// The logical state keys of DESIGN §5.3, the only keys `state_names` takes.
-pub use crate::states::KEYS as LOGICAL_KEYS;
+pub use crate::core::states::KEYS as LOGICAL_KEYS;
 
 /// Default `[telegram] unblock_template`.
 pub const DEFAULT_UNBLOCK_TEMPLATE: &str =

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::outcome::{Outcome, Reason};
-use crate::sidecar::Snapshot;
+use crate::core::outcome::{Outcome, Reason};
+use crate::store::Snapshot;
 
 /// What became of a unit's announcement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,7 +70,7 @@ pub struct PlaneUnit {
 impl PlaneUnit {
     pub fn new(
         issue_id: &str,
-        trigger: crate::plane_pass::Trigger,
+        trigger: crate::core::plane::Trigger,
         outcome: Outcome,
         reason: Option<Reason>,
     ) -> PlaneUnit {
@@ -104,7 +104,7 @@ impl PlaneUnit {
         }
     }
 
-    pub fn with_trigger(mut self, trigger: crate::plane_pass::Trigger) -> PlaneUnit {
+    pub fn with_trigger(mut self, trigger: crate::core::plane::Trigger) -> PlaneUnit {
         self.state_key = Some(trigger.key().to_string());
         self
     }

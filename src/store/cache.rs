@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{MessageKind, Result, Sidecar, format_ts, insert_message};
-use crate::states::PlaneState;
+use crate::core::states::PlaneState;
 
 pub(super) const MIGRATION_V2: &str = "
 CREATE TABLE states_cache (
@@ -69,7 +69,7 @@ pub struct KnownCycle {
 }
 
 fn ts(text: &str) -> OffsetDateTime {
-    crate::timestamp::parse(text).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    crate::core::timestamp::parse(text).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 impl Sidecar {

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use crate::peers::orchestrator::Task;
+use crate::core::task::Task;
 
 /// The stage that means "finished" for a dependency.
 const DONE: &str = "done";
@@ -429,7 +429,7 @@ fn simple_cycle(g: &Csr, component: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peers::orchestrator::Dependency;
+    use crate::core::task::Dependency;
 
     /// A task in `stage` depending on `deps`: (id, the entry's stage).
     fn task(id: i64, stage: &str, deps: &[(i64, Option<&str>)]) -> Task {

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use time::OffsetDateTime;
 
-use crate::app;
 use crate::cli::{Cli, Format};
-use crate::sidecar::{HistoryRow, Sidecar, TickRow};
+use crate::cmd;
+use crate::store::{HistoryRow, Sidecar, TickRow};
 
 pub fn run(cli: &Cli, limit: usize, since: Option<Duration>) -> anyhow::Result<ExitCode> {
-    let cfg = app::optional_config(cli, "history");
-    let path = app::state_path(cli, cfg.as_ref());
+    let cfg = cmd::optional_config(cli, "history");
+    let path = cmd::state_path(cli, cfg.as_ref());
     let since = match since {
         Some(d) => {
             let d = time::Duration::try_from(d).context("--since: out of range")?;

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::config::Reconcile;
-use crate::deps::Readiness;
-use crate::outcome::{Reason, Verdict};
-use crate::peers::orchestrator::Task;
-use crate::states::StateMap;
+use crate::core::deps::Readiness;
+use crate::core::outcome::{Reason, Verdict};
+use crate::core::states::StateMap;
+use crate::core::task::Task;
 
 /// Why the Plane side of a task could not be resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub fn age_seconds(task: &Task, now: OffsetDateTime) -> f64 {
     }
     task.updated_at
         .as_deref()
-        .and_then(|ts| crate::timestamp::age_seconds(ts, now))
+        .and_then(|ts| crate::core::timestamp::age_seconds(ts, now))
         .unwrap_or(0.0)
 }
 
@@ -179,7 +179,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::states::PlaneState;
+    use crate::core::states::PlaneState;
     use std::collections::BTreeMap;
     use time::macros::datetime;
 

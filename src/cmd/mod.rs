@@ -1,5 +1,11 @@
 //! Dispatch of the subcommands, and the mapping of errors to exit codes.
 
+pub mod check;
+pub mod demo;
+pub mod history;
+pub mod man;
+pub mod ops;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,7 +14,7 @@ use anyhow::Context as _;
 
 use crate::cli::{Cli, Command, Format, OutboxAction};
 use crate::config::{self, Config, ConfigError};
-use crate::sidecar::{self, LockBusy, Sidecar, SidecarError};
+use crate::store::{self, LockBusy, Sidecar, SidecarError};
 use crate::tick;
 
 pub const EX_UNAVAILABLE: u8 = 69;
@@ -38,18 +44,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plane => run_tick(&cli, tick::Command::Plane),
         Command::All => run_tick(&cli, tick::Command::All),
         Command::Status => status(&cli),
-        Command::History { limit, since } => crate::history::run(&cli, limit, since),
-        Command::Check { offline } => crate::check::run(&cli, offline),
+        Command::History { limit, since } => crate::cmd::history::run(&cli, limit, since),
+        Command::Check { offline } => crate::cmd::check::run(&cli, offline),
         Command::Outbox {
             action: OutboxAction::List,
-        } => crate::ops::outbox_list(&cli),
+        } => crate::cmd::ops::outbox_list(&cli),
         Command::Outbox {
             action: OutboxAction::Drop { id },
-        } => crate::ops::outbox_drop(&cli, id),
-        Command::Forget { ref key } => crate::ops::forget(&cli, key),
-        Command::Demo => crate::demo::run(cli.output, cli.verbose > 0),
-        Command::Completions { shell } => write_stdout(&crate::manpage::completions(shell)),
-        Command::Man => write_stdout(&crate::manpage::render()),
+        } => crate::cmd::ops::outbox_drop(&cli, id),
+        Command::Forget { ref key } => crate::cmd::ops::forget(&cli, key),
+        Command::Demo => crate::cmd::demo::run(cli.output, cli.verbose > 0),
+        Command::Completions { shell } => write_stdout(&crate::cmd::man::completions(shell)),
+        Command::Man => write_stdout(&crate::cmd::man::render()),
     }
 }
 
@@ -96,7 +102,7 @@ fn run_tick(cli: &Cli, command: tick::Command) -> anyhow::Result<ExitCode> {
         && let Some(path) = &cfg.metrics.textfile
     {
         // Metrics are a side channel: a failure is logged, the exit code stands.
-        if let Err(e) = crate::metrics::write(path, &report, started.elapsed()) {
+        if let Err(e) = crate::output::metrics::write(path, &report, started.elapsed()) {
             log::error!("metrics textfile {}: {e:#}", path.display());
         }
     }
@@ -104,7 +110,12 @@ fn run_tick(cli: &Cli, command: tick::Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code))
 }
 
-pub fn print_report(report: &crate::report::Report, format: Format, verbose: bool, quiet: bool) {
+pub fn print_report(
+    report: &crate::output::report::Report,
+    format: Format,
+    verbose: bool,
+    quiet: bool,
+) {
     match format {
         Format::Json => println!("{}", report.json()),
         Format::Text => print!("{}", report.text(verbose, quiet)),
@@ -137,7 +148,7 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let state_path = state_path(cli, cfg.as_ref());
     let snapshot = match Sidecar::open_read_only(&state_path)? {
         Some(s) => s.snapshot()?,
-        None => sidecar::Snapshot::default(),
+        None => store::Snapshot::default(),
     };
     let mut value = serde_json::to_value(&snapshot).context("serializing the status")?;
     if let Some(obj) = value.as_object_mut() {

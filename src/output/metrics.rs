@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use time::OffsetDateTime;
 
-use crate::report::Report;
-use crate::timestamp;
+use crate::core::timestamp;
+use crate::output::report::Report;
 
 /// The metrics of one finished tick, in the text exposition format.
 pub fn render(report: &Report, duration: Duration) -> String {

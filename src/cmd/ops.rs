@@ -10,25 +10,25 @@ use std::time::Duration;
 use anyhow::Context as _;
 use time::OffsetDateTime;
 
-use crate::app;
 use crate::cli::{Cli, Format};
-use crate::sidecar::{self, OutboxStatus, Sidecar, TickLock};
+use crate::cmd;
+use crate::store::{self, OutboxStatus, Sidecar, TickLock};
 
 /// The sidecar path for a command that may write: a config that exists
 /// must be valid (78), as for a tick.
 fn writable_state_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     if cli.state.is_some() {
-        return Ok(app::state_path(cli, None));
+        return Ok(cmd::state_path(cli, None));
     }
     let path = cli
         .config
         .clone()
         .unwrap_or_else(crate::config::default_path);
     if path.exists() || cli.config.is_some() {
-        let cfg = app::load_config(cli, false)?;
-        Ok(app::state_path(cli, Some(&cfg)))
+        let cfg = cmd::load_config(cli, false)?;
+        Ok(cmd::state_path(cli, Some(&cfg)))
     } else {
-        Ok(app::state_path(cli, None))
+        Ok(cmd::state_path(cli, None))
     }
 }
 
@@ -39,13 +39,13 @@ fn open_locked(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Option<(Tick
         return Ok(None);
     }
     let lock = TickLock::acquire(path, Duration::from_secs(cli.wait_lock))
-        .map_err(sidecar::LockError::into_anyhow)?;
+        .map_err(store::LockError::into_anyhow)?;
     Ok(Some((lock, Sidecar::open(path)?)))
 }
 
 pub fn outbox_list(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let cfg = app::optional_config(cli, "outbox list");
-    let path = app::state_path(cli, cfg.as_ref());
+    let cfg = cmd::optional_config(cli, "outbox list");
+    let path = cmd::state_path(cli, cfg.as_ref());
     let messages = match Sidecar::open_read_only(&path)? {
         Some(s) => s.list_outbox()?,
         None => Vec::new(),

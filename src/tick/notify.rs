@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::peers::telegram::{MAX_TEXT, Telegram};
-use crate::sidecar::{OutboxMessage, Sidecar, SidecarError};
+use crate::store::{OutboxMessage, Sidecar, SidecarError};
 
 /// `{link}` of the templates: the work item's URL when the unit has a work
 /// item id and a link template; without a template the work item id itself

@@ -16,15 +16,15 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::app;
 use crate::cli::{Cli, Format};
+use crate::cmd;
 use crate::config::Config;
+use crate::core::states::{KEYS, Source, StateMap, merge_state_names};
 use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::{Orchestrator, Task};
 use crate::peers::plane::Plane;
 use crate::peers::telegram::Telegram;
-use crate::sidecar::{self, Sidecar};
-use crate::states::{KEYS, Source, StateMap, merge_state_names};
+use crate::store::{self, Sidecar};
 
 /// The keys F-2 acts on: a project without them cannot start, resume or
 /// apply a verdict.
@@ -77,8 +77,8 @@ pub struct CheckReport {
 }
 
 pub fn run(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
-    let cfg = app::load_config(cli, !offline)?;
-    let report = check(&cfg, &app::config_path(cli), offline);
+    let cfg = cmd::load_config(cli, !offline)?;
+    let report = check(&cfg, &cmd::config_path(cli), offline);
     match cli.output {
         Format::Json => println!(
             "{}",
@@ -375,7 +375,7 @@ fn sidecar_probe(path: &Path) -> Probe {
 }
 
 fn lock_probe(state_path: &Path) -> Probe {
-    let path = sidecar::lock_path(state_path);
+    let path = store::lock_path(state_path);
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

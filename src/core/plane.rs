@@ -5,9 +5,9 @@
 use time::OffsetDateTime;
 
 use crate::config::Reconcile;
-use crate::outcome::{Outcome, Reason};
-use crate::peers::orchestrator::Task;
-use crate::states::StateMap;
+use crate::core::outcome::{Outcome, Reason};
+use crate::core::states::StateMap;
+use crate::core::task::Task;
 
 /// Which lost webhook an issue's state stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub fn issue_guards(
     if states.is_terminal(state) {
         return Some(Reason::TerminalState);
     }
-    let age = updated_at.and_then(|ts| crate::timestamp::age_seconds(ts, now));
+    let age = updated_at.and_then(|ts| crate::core::timestamp::age_seconds(ts, now));
     if age.is_some_and(|a| a < cfg.grace_default_s as f64) {
         return Some(Reason::Young);
     }
@@ -175,7 +175,7 @@ pub fn confirm(action: Action, before: Option<&Task>, after: Option<&Task>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::states::PlaneState;
+    use crate::core::states::PlaneState;
     use std::collections::BTreeMap;
     use time::macros::datetime;
 
@@ -186,7 +186,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (name, group))| PlaneState {
-                id: format!("u-{}", crate::states::fold(name)),
+                id: format!("u-{}", crate::core::states::fold(name)),
                 name: (*name).into(),
                 group: Some((*group).into()),
                 sequence: Some(i as f64),

@@ -22,7 +22,7 @@ pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
         wait_lock: Duration::ZERO,
     };
     let report = tick::run(&cfg, &opts)?;
-    crate::app::print_report(&report, format, verbose, false);
+    crate::cmd::print_report(&report, format, verbose, false);
     if format == Format::Text {
         let messages = sim.telegram_messages();
         println!();
