@@ -1,5 +1,5 @@
-//! Configuration end to end (DESIGN §2, §3): every error is exit 78 with one
-//! line on stderr naming the key and nothing on stdout; the seed's grace
+//! Configuration end to end (docs/configuration.md): every error is exit 78 with one
+//! line on stderr naming the key and nothing on stdout; the grace
 //! overrides JSON never raises.
 
 mod support;

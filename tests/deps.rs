@@ -1,5 +1,6 @@
-//! Dependencies end to end (DESIGN §5.1 row 11, §5.5): waiting tasks are
-//! left alone, a cycle is alerted once and its issues moved to Blocked.
+//! Dependencies end to end (docs/decisions.md, gate pass row 11 and
+//! "Dependencies and cycles"): waiting tasks are left alone, a cycle is
+//! alerted once and its issues moved to Blocked.
 
 mod support;
 

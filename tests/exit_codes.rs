@@ -1,4 +1,4 @@
-//! Exit codes and their precedence end to end (DESIGN §2): the deadline,
+//! Exit codes and their precedence end to end (docs/report.md): the deadline,
 //! a busy lock, 69 over 1, and one oversized peer answer.
 
 mod support;

@@ -23,7 +23,7 @@ enum Target {
 
 impl Target {
     /// Plane's one-issue GET is not in the matrix: since the issue mirror
-    /// (DESIGN §6.5) no pass reads single issues.
+    /// (the issue mirror, docs/plane.md) no pass reads single issues.
     const ALL: [Target; 6] = [
         Target::TaskList,
         Target::Advance,
@@ -142,7 +142,7 @@ fn closed_port() -> String {
     url
 }
 
-/// Two stuck F-1 tasks (7, 8), two lost verdicts (3, 4), and a second
+/// Two tasks stuck at their gate (7, 8), two lost verdicts (3, 4), and a second
 /// project without issues so that one project's failure is not "every
 /// project unreachable".
 fn scenario() -> Test {
@@ -203,17 +203,17 @@ fn observe(target: Target, kind: Kind) -> String {
     let mut out = format!("exit {}", run.code);
     let report = run.json();
     if report["gate"]["ran"] == false {
-        out.push_str("; F-1 not run");
+        out.push_str("; gate pass not run");
     } else {
         let g: Vec<String> = [7, 8].iter().map(|id| run.gate_outcome(*id)).collect();
-        write!(out, "; F-1 {}", g.join(", ")).unwrap();
+        write!(out, "; gate pass {}", g.join(", ")).unwrap();
     }
     let project_error = !report["plane"]["projects"][0]["error"].is_null();
     if project_error {
-        out.push_str("; F-2 project error");
+        out.push_str("; Plane pass project error");
     } else {
         let p: Vec<String> = [3, 4].iter().map(|seq| run.plane_outcome(*seq)).collect();
-        write!(out, "; F-2 {}", p.join(", ")).unwrap();
+        write!(out, "; Plane pass {}", p.join(", ")).unwrap();
     }
     let n = &report["notifications"];
     write!(
@@ -296,33 +296,33 @@ fn expect(target: Target, kind: Kind) -> String {
 }
 
 fn expect_report(target: Target, kind: Kind) -> String {
-    let ok_gate = "F-1 advanced, advanced";
-    let ok_plane = "F-2 verdict_applied, verdict_applied";
+    let ok_gate = "gate pass advanced, advanced";
+    let ok_plane = "Plane pass verdict_applied, verdict_applied";
     let recovers = target.is_get()
         && (kind == Kind::Flaky502 || (kind == Kind::RateLimited && target != Target::TaskList));
     match target {
         Target::TaskList if kind == Kind::Flaky502 => format!("exit 0; {ok_gate}; {ok_plane}; sent 4, queued 0, dropped 0"),
         // A refused orchestrator also refuses the replays.
         Target::TaskList if kind == Kind::Refused => {
-            "exit 69; F-1 not run; F-2 error, error; sent 0, queued 0, dropped 0".into()
+            "exit 69; gate pass not run; Plane pass error, error; sent 0, queued 0, dropped 0".into()
         }
-        Target::TaskList => format!("exit 69; F-1 not run; {ok_plane}; sent 2, queued 0, dropped 0"),
+        Target::TaskList => format!("exit 69; gate pass not run; {ok_plane}; sent 2, queued 0, dropped 0"),
         // Tasks 3 and 4 (review, red gate) are asked too: 4 advances, none repeated.
-        Target::Advance => format!("exit 1; F-1 error, advanced; {ok_plane}; sent 3, queued 0, dropped 0; 4 requests"),
+        Target::Advance => format!("exit 1; gate pass error, advanced; {ok_plane}; sent 3, queued 0, dropped 0; 4 requests"),
         // A 2xx means the handler ran, whatever the body: nothing changed.
         Target::Replay if matches!(kind, Kind::Garbage | Kind::WrongType) => {
-            format!("exit 0; {ok_gate}; F-2 verdict_noop, verdict_applied; sent 3, queued 0, dropped 0; 2 requests")
+            format!("exit 0; {ok_gate}; Plane pass verdict_noop, verdict_applied; sent 3, queued 0, dropped 0; 2 requests")
         }
-        Target::Replay => format!("exit 1; {ok_gate}; F-2 error, verdict_applied; sent 3, queued 0, dropped 0; 2 requests"),
+        Target::Replay => format!("exit 1; {ok_gate}; Plane pass error, verdict_applied; sent 3, queued 0, dropped 0; 2 requests"),
         _ if recovers => format!("exit 0; {ok_gate}; {ok_plane}; sent 4, queued 0, dropped 0"),
-        // A refused Plane refuses every project: F-2 cannot start.
+        // A refused Plane refuses every project: the Plane pass cannot start.
         Target::PlaneStates | Target::PlaneList if kind == Kind::Refused => {
-            "exit 69; F-1 skipped/plane_unresolved, skipped/plane_unresolved; F-2 project error; sent 0, queued 0, dropped 0".into()
+            "exit 69; gate pass skipped/plane_unresolved, skipped/plane_unresolved; Plane pass project error; sent 0, queued 0, dropped 0".into()
         }
-        // F-1 reads issue states from the freshly synced mirror: a failed
+        // The gate pass reads issue states from the freshly synced mirror: a failed
         // states read or listing leaves the project unresolved, never stale.
         Target::PlaneStates | Target::PlaneList => {
-            "exit 1; F-1 skipped/plane_unresolved, skipped/plane_unresolved; F-2 project error; sent 0, queued 0, dropped 0".into()
+            "exit 1; gate pass skipped/plane_unresolved, skipped/plane_unresolved; Plane pass project error; sent 0, queued 0, dropped 0".into()
         }
         Target::Telegram if kind == Kind::Refused => format!(
             "exit 1; {ok_gate}; {ok_plane}; sent 0, queued 4, dropped 0; next tick exit 0, sent 4, queued 0; unblocked_total 4"
@@ -389,7 +389,7 @@ fn render(cells: &[(Target, Kind)], observed: &[String]) -> String {
          Generated by `tests/faults.rs` (`RECONCILE_BLESS=1 cargo test --test faults`);\n\
          the test fails when this file and the observed behaviour differ.\n\n\
          Each cell is one `reconcile all` tick of the real binary against the\n\
-         simulator: two stuck F-1 tasks (7, 8), two lost Approved verdicts (3, 4)\n\
+         simulator: two tasks stuck at their gate (7, 8), two lost Approved verdicts (3, 4)\n\
          in project ET, and a second project without issues. The fault hits the\n\
          named route; for a GET that the HTTP layer retries (transport errors,\n\
          502/503/504: three tries with backoff) it is repeated so that one unit\n\

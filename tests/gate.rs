@@ -1,4 +1,4 @@
-//! F-1 end to end: the binary against the simulator, with a real sidecar.
+//! The gate pass end to end: the binary against the simulator, with a real sidecar.
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! kill -9 at any instant leaves the sidecar consistent: the next tick
 //! loses no queued message and repeats one only when Telegram accepted it
-//! but the tick died before marking it sent (DESIGN §6.2).
+//! but the tick died before marking it sent (docs/sidecar.md).
 
 mod support;
 

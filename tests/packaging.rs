@@ -1,5 +1,5 @@
 //! Packaging (issue #6): the example config is valid, the Kubernetes
-//! CronJob has the properties DESIGN §12 relies on, the systemd units
+//! CronJob runs one tick at a time on a persistent sidecar, the systemd units
 //! verify, and the generated files shipped in the package are current.
 
 mod support;

@@ -1,4 +1,4 @@
-//! The Plane request budget (DESIGN §6.4, §6.5): exact request counts per
+//! The Plane request budget (docs/plane.md): exact request counts per
 //! tick, and the mirror's correctness.
 
 mod support;
@@ -135,7 +135,7 @@ fn a_failed_sync_never_lets_either_pass_act_on_stale_states() {
     });
     stack.sim.clear_requests();
     let run = stack.tick(&["all"]);
-    // The only project cannot be read: F-2 cannot start at all.
+    // The only project cannot be read: the Plane pass cannot start at all.
     run.code(69);
     assert_eq!(run.gate_outcome(7), "skipped/plane_unresolved");
     assert!(run.plane_units().is_empty());

@@ -1,4 +1,4 @@
-//! F-2 and `all` end to end: lost starts, resumes and verdicts replayed
+//! The Plane pass and `all` end to end: lost starts, resumes and verdicts replayed
 //! through the orchestrator's webhook endpoint of the simulator.
 
 mod support;
@@ -152,7 +152,7 @@ fn the_action_cap_defers_replays() {
     assert_eq!(stack.count(Route::OrchWebhook), 1);
 }
 
-/// A project without To Analyse, as the seed's "enduro".
+/// A project without To Analyse, like the "enduro" project of the original reconciler.
 fn without_to_analyse(s: &mut reconcile::sim::Scenario) {
     s.projects[0].states.retain(|st| st.name != "To Analyse");
 }

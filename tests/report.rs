@@ -1,4 +1,4 @@
-//! The text report end to end (DESIGN §8): one line per acted-on or failed
+//! The text report end to end (docs/report.md): one line per acted-on or failed
 //! unit, a summary line, the notification line; `-v` adds the skipped
 //! units; `-q` drops the summaries, so an in-sync tick prints nothing.
 

@@ -1,4 +1,4 @@
-//! Secrets end to end (DESIGN §3): where they are read from, in which
+//! Secrets end to end (docs/configuration.md): where they are read from, in which
 //! order, the permission warnings, and that none is ever printed. The
 //! simulator answers 401 to a wrong credential, so "the tick worked" proves
 //! which secret was used.

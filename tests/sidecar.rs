@@ -1,4 +1,4 @@
-//! Sidecar faults end to end (DESIGN §2, §6.1, §7): a sidecar that cannot
+//! Sidecar faults end to end (docs/sidecar.md, docs/report.md): a sidecar that cannot
 //! be opened, migrated or written is exit 74, one line on stderr naming the
 //! path, no report, no peer contacted, and the file left byte for byte.
 

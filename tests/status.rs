@@ -1,4 +1,4 @@
-//! `status` end to end (DESIGN §2, §6.3): the seed's snapshot from the
+//! `status` end to end (docs/report.md): the original reconciler's snapshot from the
 //! sidecar alone; the config, when there is one, only adds enabled /
 //! plane_enabled / interval.
 

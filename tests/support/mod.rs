@@ -17,7 +17,7 @@ pub const HOUR: i64 = 3600;
 pub const REPO: &str = "acme/shop";
 pub const SEED_TEXT: &str = "разблокирована (потерян webhook)";
 
-/// Every configuration key of DESIGN §3 (plus `[telegram] timeout_s`), as
+/// Every configuration key of docs/configuration.md, as
 /// the example config and reconcile.toml(5) must name them.
 pub const CONFIG_KEYS: &[&str] = &[
     "enabled",
@@ -495,7 +495,7 @@ impl Run {
         self
     }
 
-    /// The F-1 units of a JSON report.
+    /// The gate pass units of a JSON report.
     pub fn gate_units(&self) -> Vec<Value> {
         self.json()["gate"]["units"]
             .as_array()
@@ -503,7 +503,7 @@ impl Run {
             .unwrap_or_default()
     }
 
-    /// The F-1 unit of `task`.
+    /// The gate pass unit of `task`.
     pub fn gate_unit(&self, task: i64) -> Value {
         self.gate_units()
             .into_iter()
@@ -511,7 +511,7 @@ impl Run {
             .unwrap_or_else(|| panic!("no unit for task {task}:\n{self}"))
     }
 
-    /// The F-2 units of a JSON report.
+    /// The Plane pass units of a JSON report.
     pub fn plane_units(&self) -> Vec<Value> {
         self.json()["plane"]["units"]
             .as_array()
@@ -519,7 +519,7 @@ impl Run {
             .unwrap_or_default()
     }
 
-    /// The F-2 unit of issue ET-`seq`.
+    /// The Plane pass unit of issue ET-`seq`.
     pub fn plane_unit(&self, seq: i64) -> Value {
         let id = issue_id(seq);
         self.plane_units()
