@@ -1,4 +1,4 @@
-//! The command line (DESIGN §2). Also the source of the man page and the
+//! The command line. Also the source of the man page and the
 //! shell completions.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
-/// The exit codes (DESIGN §2), for `--help` and the man page's EXIT STATUS.
+/// The exit codes (docs/report.md), for `--help` and the man page's EXIT STATUS.
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         0,
@@ -42,7 +42,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
 ];
 
-/// When several exit codes apply (DESIGN §2).
+/// When several exit codes apply.
 pub const EXIT_PRECEDENCE: &str =
     "When several apply, the first in this order wins: 78, 74, 69, 75, 1, 0.";
 
@@ -106,11 +106,11 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// One F-1 pass: advance tasks whose quality gate is green
+    /// One gate pass: advance tasks whose quality gate is green
     Gate,
-    /// One F-2 pass: replay lost Plane webhooks (start, resume, verdict)
+    /// One Plane pass: replay lost Plane webhooks (start, resume, verdict)
     Plane,
-    /// One tick: F-1 then F-2
+    /// One tick: the gate pass, then the Plane pass
     All,
     /// Persisted counters; needs only the sidecar
     Status,

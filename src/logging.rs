@@ -1,4 +1,4 @@
-//! Logs on stderr (DESIGN §9): info by default, -v/-q shift the level,
+//! Logs on stderr: info by default, -v/-q shift the level,
 //! RUST_LOG wins. Under systemd (JOURNAL_STREAM set) no timestamp and an
 //! `<N>` syslog priority prefix, so journald records levels.
 

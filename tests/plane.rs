@@ -349,7 +349,7 @@ fn all_with_the_task_list_down_still_runs_f2() {
 }
 
 #[test]
-fn kill_switches_behave_as_the_seed() {
+fn kill_switches_behave_as_the_original() {
     let stack = Test::new()
         .stuck(7, "testing", "In Progress")
         .issue_with_task(3, "Approved", "review")

@@ -1,4 +1,4 @@
-//! `reconcile check` (DESIGN §2): validate the configuration, look at the
+//! `reconcile check`: validate the configuration, look at the
 //! sidecar, probe the orchestrator, Plane and Telegram read-only, show how
 //! each project's Plane states map to logical keys, and list the tasks that
 //! can never be resolved. `--offline`: config and sidecar only, no secret
@@ -26,7 +26,7 @@ use crate::peers::plane::Plane;
 use crate::peers::telegram::Telegram;
 use crate::store::{self, Sidecar};
 
-/// The keys F-2 acts on: a project without them cannot start, resume or
+/// The keys the Plane pass acts on: a project without them cannot start, resume or
 /// apply a verdict.
 const TRIGGERS: [&str; 3] = ["to_analyse", "approved", "rejected"];
 
@@ -223,7 +223,7 @@ fn online(cfg: &Config, report: &mut CheckReport) {
                     for key in TRIGGERS {
                         if map.uuid(key).is_none() {
                             pc.warnings.push(format!(
-                                "no state for `{key}`: F-2 ignores that trigger in this project"
+                                "no state for `{key}`: the Plane pass ignores that trigger in this project"
                             ));
                         }
                     }

@@ -122,7 +122,7 @@ pub fn print_report(
     }
 }
 
-/// The seed's status() snapshot, from the sidecar alone; the config (when
+/// The original reconciler's status() snapshot, from the sidecar alone; the config (when
 /// there is one) only adds enabled / plane_enabled / interval.
 fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = optional_config(cli, "status");

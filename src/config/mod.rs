@@ -1,5 +1,5 @@
-//! Configuration: the TOML file, the seed's environment overrides and the
-//! secrets (DESIGN §3). Loading never panics; every error names the key.
+//! Configuration (docs/configuration.md): the TOML file, the environment
+//! overrides of the original Python reconciler and the secrets. Loading never panics; every error names the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,7 +130,8 @@ pub struct Telegram {
     pub unblock_template: String,
     pub cycle_template: String,
     pub digest_over: usize,
-    /// Not in DESIGN §3: Telegram calls need a bound like the other peers.
+    /// Not in the original reconciler: Telegram calls need a bound like
+    /// the other peers.
     pub timeout: Duration,
 }
 
@@ -216,7 +217,7 @@ pub fn load_with_env(
 // The file: raw serde structs (every key optional, unknown keys refused), then
 // defaults and validation.
 
-/// The logical state keys of DESIGN §5.3, the only keys `state_names` takes.
+/// The logical state keys (docs/decisions.md, state mapping), the only keys `state_names` takes.
 pub use crate::core::states::KEYS as LOGICAL_KEYS;
 
 /// Default `[telegram] unblock_template`.
@@ -226,7 +227,7 @@ pub const DEFAULT_UNBLOCK_TEMPLATE: &str =
 pub const DEFAULT_CYCLE_TEMPLATE: &str = "⛔ reconciler: dependency cycle {cycle}";
 /// Default `[telegram] api_url`.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
-/// The env variable of the grace overrides (seed name).
+/// The env variable of the grace overrides (the original reconciler's name).
 pub const GRACE_OVERRIDES_ENV: &str = "ORCH_RECONCILE_GRACE_OVERRIDES_JSON";
 
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -735,9 +736,9 @@ fn describe_expected(expected: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Environment overrides (the seed's names).
+// Environment overrides (the original reconciler's names).
 
-/// The seed's boolean spellings, case-insensitive, trimmed.
+/// The original reconciler's boolean spellings, case-insensitive, trimmed.
 pub fn parse_env_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
@@ -770,10 +771,10 @@ fn env_uint(name: &str, raw: &str) -> Result<u64, ConfigError> {
     })
 }
 
-/// Applies the seed's env variables over the file. Blank or whitespace-only
+/// Applies the original reconciler's env variables over the file. Blank or whitespace-only
 /// values of the boolean and integer variables are errors ("anything else",
-/// DESIGN §3). A blank `ORCH_RECONCILE_GRACE_OVERRIDES_JSON` is treated as
-/// UNSET (the file table stays): the seed read a blank value as "no
+/// docs/configuration.md). A blank `ORCH_RECONCILE_GRACE_OVERRIDES_JSON` is treated as
+/// UNSET (the file table stays): the original read a blank value as "no
 /// overrides", which was its default; here the default is the file table,
 /// and an empty `VAR=` line in an environment file should not silently wipe
 /// it. Any non-blank value replaces the file table, even when it parses to
@@ -834,7 +835,7 @@ fn apply_env(
     Ok(())
 }
 
-/// The seed's `reconcile_interval_s` was a float setting: accept a
+/// The original reconciler's `reconcile_interval_s` was a float setting: accept a
 /// non-negative number and round it up to whole seconds (it is only shown).
 fn env_interval(raw: &str) -> Result<u64, ConfigError> {
     const NAME: &str = "ORCH_RECONCILE_INTERVAL_S";
@@ -908,11 +909,11 @@ pub fn parse_python_int(s: &str) -> Result<i64, &'static str> {
     }
 }
 
-/// Parses the seed's `reconcile_grace_overrides_json` with its never-raise
-/// contract and Python `int()` semantics (DESIGN §3): {stage: seconds} and
+/// Parses the original reconciler's `reconcile_grace_overrides_json` with its never-raise
+/// contract and Python `int()` semantics (docs/configuration.md): {stage: seconds} and
 /// the warnings (they name the variable and the key, never a value).
 ///
-/// Blank → {} without a warning (the seed). Invalid JSON or a non-object →
+/// Blank → {} without a warning (as the original). Invalid JSON or a non-object →
 /// one warning, {}. Per value: integers (outside i64 → ignored), finite
 /// floats truncated toward zero (outside i64 → ignored), true/false → 1/0,
 /// integer strings as Python `int()` reads them; anything else (null,
@@ -1324,7 +1325,7 @@ fn permission_warning(mode: &Option<u32>, what: &str) -> Option<String> {
     }
 }
 
-/// One secret's sources (DESIGN §3).
+/// One secret's sources (docs/configuration.md, "Secrets").
 struct SecretSpec<'a> {
     /// What it is, for messages.
     label: &'a str,

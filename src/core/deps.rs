@@ -1,5 +1,5 @@
-//! Task dependencies and cycles (DESIGN §5.1 row 11, §5.5): the seed's
-//! Guard 3 (`is_task_ready` / `detect_cycle`) and the cycle backstop
+//! Task dependencies and cycles (docs/decisions.md, gate pass row 11 and
+//! "Dependencies and cycles"): the original reconciler's Guard 3 (`is_task_ready` / `detect_cycle`) and the cycle backstop
 //! (`find_any_cycle`), computed once per tick. Pure: the task list of one
 //! tick in, readiness and cycles out; no I/O, no panics on any input.
 //!
@@ -36,7 +36,7 @@ pub enum Readiness {
     Cycle { component: usize },
 }
 
-/// One cycle component (§5.5).
+/// One cycle component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cycle {
     /// Every member task id of the strongly connected component, ascending.

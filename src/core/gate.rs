@@ -1,7 +1,7 @@
-//! F-1, the gate side (DESIGN §5.1): which tasks may have their quality
+//! The gate pass (docs/decisions.md): which tasks may have their quality
 //! gate evaluated. Pure: a task and the facts about it in, a verdict out.
 //! The Plane facts are fetched lazily so that busy, young and escalated
-//! tasks never cost a Plane request (the seed's ordering).
+//! tasks never cost a Plane request (the original reconciler's ordering).
 
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ pub enum PlaneView {
 }
 
 /// The task's age: the orchestrator's `age_s` when given, else now −
-/// updated_at, else 0 (the seed's `or 0`: unknown age is young).
+/// updated_at, else 0 (the original's `or 0`: unknown age is young).
 pub fn age_seconds(task: &Task, now: OffsetDateTime) -> f64 {
     if let Some(age) = task.age_s.filter(|a| a.is_finite()) {
         return age;

@@ -1,5 +1,6 @@
-//! What happened to one unit (a task in F-1, an issue in F-2): the outcome
-//! and reason codes of DESIGN §5 and §8, exactly as they appear in reports.
+//! What happened to one unit (a task in the gate pass, an issue in the
+//! Plane pass): the outcome and reason codes of docs/decisions.md, exactly
+//! as they appear in reports.
 
 use serde::Serialize;
 
@@ -49,7 +50,7 @@ impl Reason {
         }
     }
 
-    /// Terminal skips feed the seed's `skipped_terminal_total`.
+    /// Terminal skips feed `skipped_terminal_total`.
     pub fn is_terminal(self) -> bool {
         matches!(self, Reason::TerminalStage | Reason::TerminalState)
     }
@@ -68,12 +69,12 @@ pub enum Outcome {
     Skipped,
     Deferred,
     Error,
-    // F-1
+    // The gate pass
     Advanced,
     GateRed,
     NotAdvanced,
     WouldAdvance,
-    // F-2
+    // The Plane pass
     Started,
     StartNoop,
     Resumed,

@@ -1,4 +1,4 @@
-//! F-2, the Plane side (DESIGN §5.2): which issues in To Analyse, Approved
+//! The Plane pass (docs/decisions.md): which issues in To Analyse, Approved
 //! or Rejected get their lost webhook replayed, and what a replay changed.
 //! Pure: facts in, verdicts out; the tick fetches and replays.
 
@@ -101,7 +101,7 @@ pub enum Decision {
 }
 
 /// Rows 1–2, which need no task: a terminal issue, a young issue. A
-/// missing or unparseable `updated_at` counts as old enough (the seed).
+/// missing or unparseable `updated_at` counts as old enough (as the original).
 pub fn issue_guards(
     state: &str,
     states: &StateMap,

@@ -1,6 +1,6 @@
-//! Plane states → the logical keys the passes reason about (DESIGN §5.3):
+//! Plane states → the logical keys the passes reason about (docs/decisions.md, state mapping):
 //! name folding, explicit `state_names`, aliasing, terminal states and the
-//! Guard 2 skip-set. Pure: states in, a map out.
+//! human-wait skip-set. Pure: states in, a map out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -28,7 +28,7 @@ pub const KEYS: [&str; 18] = [
     "cancelled",
 ];
 
-/// A key with no state of its own borrows another's (the seed's defaults).
+/// A key with no state of its own borrows another's (the original reconciler's defaults).
 const ALIASES: [(&str, &str); 4] = [
     ("to_analyse", "in_progress"),
     ("awaiting_deploy", "in_review"),
@@ -279,7 +279,7 @@ mod tests {
         }
     }
 
-    /// A project without the active-wait states (the seed's "enduro").
+    /// A project without the active-wait states (the original reconciler's "enduro").
     fn enduro() -> Vec<PlaneState> {
         vec![
             st("u-backlog", "Backlog", "backlog", 1.0),

@@ -1,11 +1,11 @@
-//! Timestamps (DESIGN §5.4): parse what peers send, format what we write.
+//! Timestamps (docs/decisions.md, "Ages and timestamps"): parse what peers send, format what we write.
 //!
 //! [`parse`] follows the grammar CPython 3.11's (C) `datetime.fromisoformat`
-//! accepts, after the seed's own pre-processing (`strip()`, a trailing `Z`
+//! accepts, after the original reconciler's own pre-processing (`strip()`, a trailing `Z`
 //! replaced by `+00:00`, naive = UTC). Choices where Python is looser or
 //! odd:
 //! * the date/time separator is `T`, `t` or a space (Python takes any
-//!   single character, so the seed read "2026-06-09Z" → "2026-06-09+00:00"
+//!   single character, so the original read "2026-06-09Z" → "2026-06-09+00:00"
 //!   as midnight; here that is not a timestamp);
 //! * offset minutes and seconds must be below 60 (Python does not check
 //!   them, only that the whole offset is under 24 h);
@@ -19,11 +19,11 @@
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset, Weekday};
 
-/// Parses a timestamp as the seed's `_age_seconds_iso` would (see the module
+/// Parses a timestamp as the original's `_age_seconds_iso` would (see the module
 /// documentation). `None` when it is not one.
 pub fn parse(text: &str) -> Option<OffsetDateTime> {
     let text = text.trim();
-    // The seed: `if text.endswith("Z"): text = text[:-1] + "+00:00"`.
+    // The original: `if text.endswith("Z"): text = text[:-1] + "+00:00"`.
     let owned;
     let text = match text.strip_suffix('Z') {
         Some(head) => {
@@ -263,7 +263,7 @@ pub fn format(t: OffsetDateTime) -> String {
 }
 
 /// Seconds from the timestamp to `now` (negative when it is in the future);
-/// `None` when `text` is not a timestamp (the seed's `_age_seconds_iso`).
+/// `None` when `text` is not a timestamp (the original's `_age_seconds_iso`).
 pub fn age_seconds(text: &str, now: OffsetDateTime) -> Option<f64> {
     let t = parse(text)?;
     Some((now - t).as_seconds_f64())
@@ -431,7 +431,7 @@ mod tests {
             "2026-W54-1",
             "2026-W01-8",
             "2026-06-09T10:00:00ZZ",
-            // The seed turns this into "2026-06-09+00:00", which Python reads
+            // The original turns this into "2026-06-09+00:00", which Python reads
             // with `+` as the separator; we do not take `+` as one.
             "2026-06-09Z",
             "２０２６-06-09",

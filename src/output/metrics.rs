@@ -1,4 +1,4 @@
-//! The Prometheus textfile (DESIGN §9): written after every non-dry-run
+//! The Prometheus textfile: written after every non-dry-run
 //! gate/plane/all tick, atomically (a temp file in the same directory, then
 //! a rename), for node_exporter's textfile collector.
 

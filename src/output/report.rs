@@ -1,4 +1,4 @@
-//! The report of one tick (DESIGN §8): JSON for machines, text for people.
+//! The report of one tick (docs/report.md): JSON for machines, text for people.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,5 +1,5 @@
-//! The orchestrator's reconcile API v1 (DESIGN §4.1) and the webhook
-//! replay endpoint (§4.2).
+//! The orchestrator's reconcile API v1 and the webhook replay endpoint
+//! (docs/orchestrator-api.md).
 
 use serde::Deserialize;
 

@@ -1,4 +1,4 @@
-//! Plane REST API v1, the subset used (DESIGN §4.3): states, issues
+//! Plane REST API v1, the subset used (docs/plane.md): states, issues
 //! (paginated), one issue, and the state PATCH. Keeps the rate-limit
 //! budget so the tool never spends the orchestrator's share.
 
@@ -318,7 +318,7 @@ impl Plane {
     }
 
     /// Issues changed since `boundary`, newest first: pages are read until
-    /// one holds an issue last updated before it (DESIGN §6.5).
+    /// one holds an issue last updated before it (docs/plane.md).
     pub fn issues_since(
         &self,
         project: &str,

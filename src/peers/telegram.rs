@@ -1,4 +1,4 @@
-//! Telegram Bot API (DESIGN §4.4): sendMessage, and getMe for `check`.
+//! Telegram Bot API: sendMessage, and getMe for `check`.
 //! The bot token sits in the URL path; the HTTP layer redacts it.
 
 use serde::Deserialize;

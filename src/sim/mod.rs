@@ -1,4 +1,4 @@
-//! The loopback simulator of the three peers (DESIGN §10): the orchestrator's
+//! The loopback simulator of the three peers: the orchestrator's
 //! reconcile API and webhook endpoint (with a tiny stage engine), the Plane v1
 //! subset (pagination, rate-limit headers, 429s) and Telegram's sendMessage.
 //!

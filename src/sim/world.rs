@@ -219,7 +219,7 @@ pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
         .collect()
 }
 
-/// Lowercase with every non-alphanumeric removed (DESIGN §5.3 folding).
+/// Lowercase with every non-alphanumeric removed (the folding of docs/decisions.md).
 fn fold(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_alphanumeric())

@@ -1,6 +1,6 @@
 //! Schema v2: what the sidecar keeps so that a warm tick costs Plane about
-//! one request per project (DESIGN §6.4, §6.5), and the dependency cycles
-//! already alerted (§5.5).
+//! one request per project (docs/plane.md), and the dependency cycles
+//! already alerted (docs/decisions.md).
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
@@ -73,7 +73,7 @@ fn ts(text: &str) -> OffsetDateTime {
 }
 
 impl Sidecar {
-    // -- states cache (§6.4) ----------------------------------------------
+    // -- states cache ----------------------------------------------------
 
     /// A project's cached states and when they were fetched.
     pub fn cached_states(
@@ -112,7 +112,7 @@ impl Sidecar {
         })
     }
 
-    // -- issue mirror (§6.5) ----------------------------------------------
+    // -- issue mirror ----------------------------------------------------
 
     pub fn mirror(&self, project_id: &str) -> Result<Option<Mirror>> {
         let conn = self.conn()?;
@@ -201,7 +201,7 @@ impl Sidecar {
         })
     }
 
-    // -- dependency cycles (§5.5) -----------------------------------------
+    // -- dependency cycles -----------------------------------------------
 
     pub fn known_cycles(&self) -> Result<Vec<KnownCycle>> {
         let conn = self.conn()?;

@@ -1,4 +1,4 @@
-//! The SQLite sidecar (DESIGN §6): what must survive between ticks.
+//! The SQLite sidecar (docs/sidecar.md): what must survive between ticks.
 //!
 //! One file (default `/var/lib/reconcile/state.sqlite`) holds the
 //! notification de-dup map, the outbox, counters, key/value facts, history
@@ -44,11 +44,11 @@ const MIGRATIONS: &[&str] = &[MIGRATION_V1, cache::MIGRATION_V2];
 /// The schema version this binary writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Failed delivery attempts after which a queued message is dropped (§6.2).
+/// Failed delivery attempts after which a queued message is dropped (docs/decisions.md).
 pub const MAX_ATTEMPTS: i64 = 20;
 
 /// How long ticks, history, idle de-dup keys and finished outbox rows are
-/// kept (§6.6).
+/// kept (docs/sidecar.md).
 pub const RETENTION: time::Duration = time::Duration::days(90);
 
 /// SQLite busy timeout (a `status` reader can briefly hold a lock).
@@ -178,7 +178,7 @@ pub struct SidecarError {
 }
 
 impl SidecarError {
-    /// EX_IOERR (DESIGN §2).
+    /// EX_IOERR (docs/report.md).
     pub const EXIT_CODE: i32 = 74;
 
     fn new(path: &Path, kind: SidecarErrorKind, message: impl Into<String>) -> Self {
@@ -238,7 +238,7 @@ pub struct LockBusy {
 }
 
 impl LockBusy {
-    /// EX_TEMPFAIL (DESIGN §2).
+    /// EX_TEMPFAIL (docs/report.md).
     pub const EXIT_CODE: i32 = 75;
 }
 
@@ -322,7 +322,7 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// One tick at a time (DESIGN §6.1): an exclusive lock on
+/// One tick at a time (docs/sidecar.md): an exclusive lock on
 /// `<state path>.lock`, held until dropped.
 #[derive(Debug)]
 pub struct TickLock {
@@ -460,10 +460,10 @@ impl OutboxStatus {
     }
 }
 
-/// A non-duplicate unblock to record (DESIGN §6.2).
+/// A non-duplicate unblock to record (docs/decisions.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unblock {
-    /// The de-dup key (§6.2: issue id for a start, else work item id, else
+    /// The de-dup key (docs/decisions.md: issue id for a start, else work item id, else
     /// task id / issue id).
     pub key: String,
     pub pass: Pass,
@@ -520,7 +520,7 @@ pub struct TickRecord {
     pub exit_code: i32,
     /// Failed units (→ errors_total).
     pub errors: i64,
-    /// Terminal skips (→ skipped_terminal_total, the seed's counter).
+    /// Terminal skips (→ skipped_terminal_total, the original reconciler's counter).
     pub skipped_terminal: i64,
     /// Keys of the unblocks suppressed as duplicates this tick: deduped_total
     /// grows by their number and each key's de-dup row is touched (kept
@@ -531,7 +531,7 @@ pub struct TickRecord {
     pub cursors: Vec<(String, Option<String>)>,
 }
 
-/// The persisted counters (`status`, DESIGN §6.3). The config-derived keys
+/// The persisted counters (`status`, docs/report.md). The config-derived keys
 /// (`enabled`, `plane_enabled`, `interval`) are the caller's to add.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
@@ -579,7 +579,7 @@ pub struct TickRow {
     pub exit_code: i64,
 }
 
-/// §6.2: an unblock is a duplicate when it has a state uuid and its
+/// docs/decisions.md: an unblock is a duplicate when it has a state uuid and its
 /// (stage, state) equals the last one announced for its key.
 pub fn is_duplicate(
     last: Option<&(String, Option<String>)>,
@@ -960,7 +960,7 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMessage> {
 }
 
 impl Sidecar {
-    /// Live mode (DESIGN §6.1): open `path`, creating the file if missing
+    /// Live mode (docs/sidecar.md): open `path`, creating the file if missing
     /// (its directory must exist), WAL + `synchronous=FULL` + busy timeout +
     /// foreign keys, migrated forward to [`SCHEMA_VERSION`] in one
     /// transaction. A file that is not a database, is corrupt, belongs to
@@ -1180,7 +1180,7 @@ impl Sidecar {
 
     // -- de-dup -------------------------------------------------------------
 
-    /// The last (stage, state uuid) announced for `key` (§6.2).
+    /// The last (stage, state uuid) announced for `key` (docs/decisions.md).
     pub fn last_announced(&self, key: &str) -> Result<Option<(String, Option<String>)>> {
         self.conn()?
             .query_row(
@@ -1199,7 +1199,7 @@ impl Sidecar {
         })
     }
 
-    /// Record a non-duplicate unblock in ONE transaction (§6.2): the key's
+    /// Record a non-duplicate unblock in ONE transaction (docs/decisions.md): the key's
     /// (stage, state), unblocked_total += 1, last_unblocked, a history row
     /// and, when `u.queue`, an outbox row. Call [`is_duplicate`] first;
     /// duplicates go to [`TickRecord::deduped_keys`].
@@ -1365,7 +1365,7 @@ impl Sidecar {
     /// Record a finished non-dry-run tick in ONE transaction: the ticks row,
     /// ticks_total, errors_total, skipped_terminal_total, deduped_total (and
     /// touch the de-dup keys), the per-reason skip counters, last_run_ts,
-    /// last_success_ts (exit 0 only), then retention (§6.6). Returns the
+    /// last_success_ts (exit 0 only), then retention (docs/sidecar.md). Returns the
     /// tick's id.
     pub fn finish_tick(&mut self, rec: &TickRecord, now: OffsetDateTime) -> Result<i64> {
         let counts = serde_json::to_string(&rec.counts).unwrap_or_else(|_| "{}".to_string());
@@ -1553,7 +1553,7 @@ impl Sidecar {
     }
 }
 
-/// Retention (§6.6): ticks and history older than the cutoff, de-dup keys
+/// Retention (docs/sidecar.md): ticks and history older than the cutoff, de-dup keys
 /// untouched since, sent/dropped outbox rows finished before it. Queued
 /// messages are always kept.
 fn retain(tx: &Connection, cutoff: &str) -> rusqlite::Result<()> {

@@ -448,7 +448,7 @@ fn lock_in_missing_directory_is_a_sidecar_error() {
     assert!(err.into_anyhow().downcast_ref::<SidecarError>().is_some());
 }
 
-// -- de-dup (§6.2) --------------------------------------------------------------------
+// -- de-dup --------------------------------------------------------------------------
 
 #[test]
 fn is_duplicate_table() {

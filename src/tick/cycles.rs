@@ -1,4 +1,5 @@
-//! The dependency-cycle backstop (DESIGN §5.5): every cycle in the graph
+//! The dependency-cycle backstop (docs/decisions.md, "Dependencies and
+//! cycles"): every cycle in the graph
 //! is alerted once, its members' Plane issues moved to Blocked, and a
 //! cycle that is gone is forgotten so that a recurrence alerts again.
 
@@ -47,7 +48,7 @@ impl Tick<'_> {
                             t.cycle_template.as_str()
                         });
                     let text = notify::cycle_text(template, &rendered);
-                    log::warn!("F-1: dependency cycle {rendered}");
+                    log::warn!("gate: dependency cycle {rendered}");
                     report.outbox_id = store.record_cycle(
                         &cycle.key,
                         &text,
@@ -117,12 +118,12 @@ impl Tick<'_> {
                 // Out of budget: not a failure; the next tick moves it.
                 Err(PlaneFailure::Reserve | PlaneFailure::RateLimited(_)) => {
                     log::warn!(
-                        "F-1: moving {} to Blocked deferred: Plane budget",
+                        "gate: moving {} to Blocked deferred: Plane budget",
                         graph.label(*id)
                     );
                 }
                 Err(f) => {
-                    log::error!("F-1: moving {} to Blocked failed: {f}", graph.label(*id));
+                    log::error!("gate: moving {} to Blocked failed: {f}", graph.label(*id));
                     report.error = Some(f.to_string());
                 }
             }

@@ -1,6 +1,6 @@
 //! What a tick knows of each Plane project: its states (cached for
-//! `states_cache_ttl_s`, DESIGN §6.4) and its issues (the mirror, synced in
-//! full every `full_resync_s` and incrementally in between, §6.5). Reads of
+//! `states_cache_ttl_s`) and its issues (the mirror, synced in full every
+//! `full_resync_s` and incrementally in between; docs/plane.md). Reads of
 //! different projects run on up to `[plane] concurrency` threads; what they
 //! bring back is written to the sidecar by the tick's own thread.
 

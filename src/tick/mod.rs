@@ -427,7 +427,7 @@ impl Tick<'_> {
         Instant::now() >= self.deadline
     }
 
-    /// F-1 over the orchestrator's task list.
+    /// The gate pass over the orchestrator's task list.
     fn gate_pass(&mut self) -> anyhow::Result<GatePass> {
         let mut pass = GatePass {
             ran: true,
@@ -441,7 +441,7 @@ impl Tick<'_> {
         let list = match self.orchestrator.tasks() {
             Ok(list) => list,
             Err(e) => {
-                log::error!("F-1 cannot start: {e}");
+                log::error!("gate pass cannot start: {e}");
                 pass.ran = false;
                 pass.reason = Some("unavailable");
                 pass.error = Some(e.to_string());
@@ -509,7 +509,7 @@ impl Tick<'_> {
             }
             if unit.failed {
                 log::error!(
-                    "F-1: task {} failed: {}",
+                    "gate: task {} failed: {}",
                     unit.task_id
                         .map(|i| i.to_string())
                         .unwrap_or_else(|| "?".into()),
@@ -526,9 +526,9 @@ impl Tick<'_> {
         Ok(pass)
     }
 
-    /// Reads, concurrently, every project F-1 will ask about: those of the
+    /// Reads, concurrently, every project the gate pass will ask about: those of the
     /// tasks that pass the local guards (in `all`, every enabled project,
-    /// which F-2 needs anyway).
+    /// which the Plane pass needs anyway).
     fn prefetch_for_gate(&mut self, tasks: &[Task]) -> anyhow::Result<()> {
         let config = self.cfg;
         let every = self.opts.command == Command::All && config.reconcile.plane_enabled;
@@ -635,7 +635,7 @@ impl Tick<'_> {
             }) => {
                 self.actions += 1;
                 log::info!(
-                    "F-1: task {} advanced {} → {stage_after}",
+                    "gate: task {} advanced {} → {stage_after}",
                     task.id,
                     task.stage
                 );
@@ -703,7 +703,8 @@ impl Tick<'_> {
         }
     }
 
-    /// DESIGN §6.2: announce an unblock once per (key, stage, state).
+    /// Announce an unblock once per (key, stage, state)
+    /// (docs/decisions.md, "Announcements, de-dup and delivery").
     /// Live: one transaction records it and queues the message.
     fn note_unblock(
         &mut self,
@@ -772,7 +773,7 @@ impl Tick<'_> {
     }
 }
 
-/// F-1's de-dup key: the work item id, else the task id.
+/// The gate pass's de-dup key: the work item id, else the task id.
 fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
     Unblock {
         pass: store::Pass::Gate,

@@ -1,5 +1,5 @@
 //! Unblock announcements: the message text, and delivery of the outbox to
-//! Telegram (DESIGN §6.2): at least once, a digest when many are due.
+//! Telegram (docs/decisions.md, "Announcements, de-dup and delivery"): at least once, a digest when many are due.
 
 use time::OffsetDateTime;
 

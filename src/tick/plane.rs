@@ -1,4 +1,4 @@
-//! The F-2 shell: list each project's trigger issues, read each issue's
+//! The Plane pass's shell: list each project's trigger issues, read each issue's
 //! task fresh, replay the lost webhook, confirm what it changed.
 
 use serde_json::{Value, json};
@@ -88,7 +88,7 @@ impl Tick<'_> {
                         report.deferred = Some(b.cause.reason());
                     } else {
                         unreachable += 1;
-                        log::error!("F-2: project {} failed: {}", project.repo, b.message);
+                        log::error!("plane: project {} failed: {}", project.repo, b.message);
                         report.error = Some(b.message);
                     }
                 }
@@ -157,7 +157,7 @@ impl Tick<'_> {
             };
             if unit.failed {
                 log::error!(
-                    "F-2: issue {} failed: {}",
+                    "plane: issue {} failed: {}",
                     unit.issue_id,
                     unit.detail.as_deref().unwrap_or("")
                 );
@@ -243,7 +243,7 @@ impl Tick<'_> {
         };
         unit.outcome = plane_pass::confirm(action, task.as_ref(), after.as_ref());
         log::info!(
-            "F-2: issue {} {} → {}",
+            "plane: issue {} {} → {}",
             issue.id,
             trigger.key(),
             unit.outcome
@@ -295,7 +295,7 @@ fn announced_stage(action: Action, before: Option<&Task>) -> String {
     }
 }
 
-/// F-2's de-dup key: the issue id for a start, else the work item id, else
+/// The Plane pass's de-dup key: the issue id for a start, else the work item id, else
 /// the issue id.
 fn plane_unblock<'t>(
     action: Action,
@@ -321,7 +321,7 @@ fn plane_unblock<'t>(
     }
 }
 
-/// DESIGN §4.2: the issue as Plane returned it, with the state expanded
+/// The replay body (docs/orchestrator-api.md): the issue as Plane returned it, with the state expanded
 /// and the project id, wrapped as Plane wraps a state-change delivery.
 pub fn replay_body(
     project: &Project,
