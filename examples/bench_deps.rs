@@ -1,4 +1,4 @@
-//! Speed of the dependency graph (DESIGN §5.5): build + cycles + readiness
+//! Speed of the dependency graph (docs/decisions.md, "Dependencies and cycles"): build + cycles + readiness
 //! of every task, once per tick. Run in release:
 //!
 //!     cargo run --release --example bench_deps

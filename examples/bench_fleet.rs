@@ -15,7 +15,7 @@
 //! * 30 one-minute ticks replayed in-process (`tick::run_at`, the tool's
 //!   clock advancing a minute per tick) with the default TTLs: Plane
 //!   requests per project per tick;
-//! * the pure F-1 decisions for 5,000 tasks (no I/O);
+//! * the pure gate-pass decisions for 5,000 tasks (no I/O);
 //! * the kill switch: no peer contacted, wall time;
 //! * `[plane] concurrency` 4 against 1 on a cold `all` at 20 ms.
 //!
@@ -398,7 +398,7 @@ fn ticks_of(
         let (a, b) = (plane_units(&cold), plane_units(&warm));
         if b != a + CHANGED / 2 {
             checks.push(format!(
-                "{command} {latency_ms}ms: warm tick F-2 units {a} → {b}, expected +{}",
+                "{command} {latency_ms}ms: warm tick Plane pass units {a} → {b}, expected +{}",
                 CHANGED / 2
             ));
         }
@@ -537,7 +537,7 @@ fn to_task(t: &SimTask, all: &HashMap<i64, &SimTask>) -> Task {
     }
 }
 
-/// Everything F-1 decides for 5,000 tasks, no I/O: the tasks, every
+/// Everything the gate pass decides for 5,000 tasks, no I/O: the tasks, every
 /// project's StateMap and issue index, the DepGraph, `gate::decide` each.
 fn decide_all(f: &Facts, now: OffsetDateTime) -> (usize, Duration) {
     let cfg = reconcile::config::Reconcile::default();
