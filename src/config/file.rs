@@ -1,0 +1,507 @@
+//! The TOML file: raw serde structs (every key optional, unknown keys
+//! refused), then defaults and validation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::one_line;
+use super::types::*;
+
+pub(super) const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    reconcile: RawReconcile,
+    #[serde(default)]
+    state: RawState,
+    orchestrator: Option<RawOrchestrator>,
+    plane: Option<RawPlane>,
+    telegram: Option<RawTelegram>,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    projects: Vec<RawProject>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    enabled: Option<bool>,
+    plane_enabled: Option<bool>,
+    skip_blocked_enabled: Option<bool>,
+    notify_unblock: Option<bool>,
+    task_deps_enabled: Option<bool>,
+    grace_default_s: Option<i64>,
+    grace_overrides: Option<BTreeMap<String, i64>>,
+    max_developer_retries: Option<i64>,
+    max_actions: Option<u64>,
+    skip_work_items: Option<Vec<String>>,
+    interval_s: Option<u64>,
+    deadline_s: Option<u64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    path: Option<PathBuf>,
+    states_cache_ttl_s: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrchestrator {
+    url: Option<String>,
+    token_file: Option<PathBuf>,
+    webhook_path: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+    timeout_s: Option<u64>,
+    webhook_timeout_s: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlane {
+    url: Option<String>,
+    workspace: Option<String>,
+    api_key_file: Option<PathBuf>,
+    items_path: Option<String>,
+    per_page: Option<u64>,
+    rate_reserve: Option<u64>,
+    concurrency: Option<u64>,
+    full_resync_s: Option<u64>,
+    resync_overlap_s: Option<u64>,
+    timeout_s: Option<u64>,
+    state_names: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegram {
+    bot_token_file: Option<PathBuf>,
+    chat_id: Option<ChatId>,
+    message_thread_id: Option<i64>,
+    api_url: Option<String>,
+    link_template: Option<String>,
+    unblock_template: Option<String>,
+    cycle_template: Option<String>,
+    digest_over: Option<u64>,
+    timeout_s: Option<u64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    textfile: Option<PathBuf>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    repo: Option<String>,
+    plane_project_id: Option<String>,
+    enabled: Option<bool>,
+    state_names: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// `chat_id`: an integer or a string in TOML, kept as a string.
+struct ChatId(String);
+
+impl<'de> serde::Deserialize<'de> for ChatId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ChatId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ChatId, E> {
+                Ok(ChatId(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ChatId, E> {
+                Ok(ChatId(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ChatId, E> {
+                Ok(ChatId(v.trim().to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+type Checked<T> = Result<T, String>;
+
+fn required(section: &str, key: &str, value: Option<String>) -> Checked<String> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        Some(_) => Err(format!("{section} {key}: must not be empty")),
+        None => Err(format!("{section} {key}: required key missing")),
+    }
+}
+
+/// `http(s)://host…`, trailing slashes removed. The value is never echoed
+/// (a URL may carry credentials).
+fn check_url(section: &str, key: &str, value: String) -> Checked<String> {
+    let lower = value.get(..8).unwrap_or(&value).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &value[7..]
+    } else if lower.starts_with("https://") {
+        &value[8..]
+    } else {
+        return Err(format!(
+            "{section} {key}: must start with http:// or https://"
+        ));
+    };
+    if rest.is_empty() || rest.starts_with('/') || value.chars().any(char::is_whitespace) {
+        return Err(format!("{section} {key}: not a valid http(s) URL"));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn positive(section: &str, key: &str, value: Option<u64>, default: u64) -> Checked<u64> {
+    match value.unwrap_or(default) {
+        0 => Err(format!("{section} {key}: must be greater than 0")),
+        v => Ok(v),
+    }
+}
+
+fn in_range(section: &str, key: &str, value: u64, lo: u64, hi: u64) -> Checked<u64> {
+    if (lo..=hi).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{section} {key}: must be between {lo} and {hi}, found {value}"
+        ))
+    }
+}
+
+fn check_state_names(
+    section: &str,
+    names: Option<BTreeMap<String, Vec<String>>>,
+) -> Checked<BTreeMap<String, Vec<String>>> {
+    let names = names.unwrap_or_default();
+    for (key, list) in &names {
+        if !LOGICAL_KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "{section} {key:?}: not a logical state key (one of {})",
+                LOGICAL_KEYS.join(", ")
+            ));
+        }
+        if list.iter().any(|n| n.trim().is_empty()) {
+            return Err(format!("{section} {key}: a state name must not be empty"));
+        }
+    }
+    Ok(names)
+}
+
+/// `$STATE_DIRECTORY/state.sqlite` (first entry) under systemd, else
+/// /var/lib/reconcile/state.sqlite.
+fn default_state_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    env("STATE_DIRECTORY")
+        .and_then(|dirs| {
+            dirs.split(':')
+                .next()
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| Path::new(d).join("state.sqlite"))
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/lib/reconcile/state.sqlite"))
+}
+
+/// The `*_file` keys, kept out of the public types: only the loader reads
+/// them.
+#[derive(Default)]
+pub(super) struct SecretFiles {
+    pub(super) orchestrator_token: Option<PathBuf>,
+    pub(super) webhook_secret: Option<PathBuf>,
+    pub(super) plane_api_key: Option<PathBuf>,
+    pub(super) telegram_bot_token: Option<PathBuf>,
+}
+
+pub(super) fn build(
+    raw: RawFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Checked<(Config, SecretFiles)> {
+    let mut files = SecretFiles::default();
+    let r = raw.reconcile;
+    let d = Reconcile::default();
+    let deadline_s = positive("[reconcile]", "deadline_s", r.deadline_s, d.deadline_s)?;
+    let reconcile = Reconcile {
+        enabled: r.enabled.unwrap_or(d.enabled),
+        plane_enabled: r.plane_enabled.unwrap_or(d.plane_enabled),
+        skip_blocked_enabled: r.skip_blocked_enabled.unwrap_or(d.skip_blocked_enabled),
+        notify_unblock: r.notify_unblock.unwrap_or(d.notify_unblock),
+        task_deps_enabled: r.task_deps_enabled.unwrap_or(d.task_deps_enabled),
+        grace_default_s: r.grace_default_s.unwrap_or(d.grace_default_s),
+        grace_overrides: r.grace_overrides.unwrap_or_default(),
+        max_developer_retries: r.max_developer_retries.unwrap_or(d.max_developer_retries),
+        max_actions: r.max_actions.unwrap_or(d.max_actions),
+        skip_work_items: r.skip_work_items.unwrap_or_default(),
+        interval_s: r.interval_s,
+        deadline_s,
+    };
+
+    let state = State {
+        path: match raw.state.path {
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err("[state] path: must not be empty".into());
+            }
+            Some(p) => p,
+            None => default_state_path(env),
+        },
+        states_cache_ttl_s: raw.state.states_cache_ttl_s.unwrap_or(300),
+    };
+
+    let o = raw
+        .orchestrator
+        .ok_or("[orchestrator] url: required key missing (no [orchestrator] section)")?;
+    files.orchestrator_token = o.token_file;
+    files.webhook_secret = o.webhook_secret_file;
+    let webhook_path = o.webhook_path.unwrap_or_else(|| "/webhooks/plane".into());
+    if !webhook_path.starts_with('/') || webhook_path.chars().any(char::is_whitespace) {
+        return Err("[orchestrator] webhook_path: must be a path starting with /".into());
+    }
+    let orchestrator = Orchestrator {
+        url: check_url(
+            "[orchestrator]",
+            "url",
+            required("[orchestrator]", "url", o.url)?,
+        )?,
+        token: None,
+        webhook_path,
+        webhook_secret: None,
+        timeout: Duration::from_secs(positive("[orchestrator]", "timeout_s", o.timeout_s, 10)?),
+        webhook_timeout: Duration::from_secs(positive(
+            "[orchestrator]",
+            "webhook_timeout_s",
+            o.webhook_timeout_s,
+            30,
+        )?),
+    };
+
+    let p = raw
+        .plane
+        .ok_or("[plane] url: required key missing (no [plane] section)")?;
+    files.plane_api_key = p.api_key_file;
+    let url = check_url("[plane]", "url", required("[plane]", "url", p.url)?)?;
+    let workspace = required("[plane]", "workspace", p.workspace)?;
+    if workspace.contains('/') || workspace.chars().any(char::is_whitespace) {
+        return Err("[plane] workspace: must be a slug (no / or spaces)".into());
+    }
+    let items_path = p.items_path.unwrap_or_else(|| "work-items".into());
+    if items_path != "work-items" && items_path != "issues" {
+        return Err(format!(
+            "[plane] items_path: must be \"work-items\" or \"issues\", found {items_path:?}"
+        ));
+    }
+    let u32_max = u64::from(u32::MAX);
+    let plane = Plane {
+        url,
+        workspace,
+        api_key: None,
+        items_path,
+        per_page: in_range("[plane]", "per_page", p.per_page.unwrap_or(100), 1, 1000)? as u32,
+        rate_reserve: in_range(
+            "[plane]",
+            "rate_reserve",
+            p.rate_reserve.unwrap_or(10),
+            0,
+            u32_max,
+        )? as u32,
+        concurrency: in_range("[plane]", "concurrency", p.concurrency.unwrap_or(4), 1, 64)? as u32,
+        full_resync_s: p.full_resync_s.unwrap_or(1800),
+        resync_overlap_s: p.resync_overlap_s.unwrap_or(120),
+        timeout: Duration::from_secs(positive("[plane]", "timeout_s", p.timeout_s, 10)?),
+        state_names: check_state_names("[plane.state_names]", p.state_names)?,
+    };
+
+    let telegram = match raw.telegram {
+        None => None,
+        Some(t) => {
+            files.telegram_bot_token = t.bot_token_file;
+            let chat_id = match t.chat_id {
+                Some(ChatId(c)) if !c.is_empty() => c,
+                Some(_) => return Err("[telegram] chat_id: must not be empty".into()),
+                None => return Err("[telegram] chat_id: required key missing".into()),
+            };
+            let api_url = check_url(
+                "[telegram]",
+                "api_url",
+                t.api_url.unwrap_or_else(|| DEFAULT_TELEGRAM_API_URL.into()),
+            )?;
+            let digest_over = in_range(
+                "[telegram]",
+                "digest_over",
+                t.digest_over.unwrap_or(5),
+                1,
+                u32_max,
+            )? as usize;
+            Some(Telegram {
+                bot_token: None,
+                chat_id,
+                message_thread_id: t.message_thread_id,
+                api_url,
+                link_template: t.link_template.filter(|l| !l.trim().is_empty()),
+                unblock_template: t
+                    .unblock_template
+                    .unwrap_or_else(|| DEFAULT_UNBLOCK_TEMPLATE.into()),
+                cycle_template: t
+                    .cycle_template
+                    .unwrap_or_else(|| DEFAULT_CYCLE_TEMPLATE.into()),
+                digest_over,
+                timeout: Duration::from_secs(positive("[telegram]", "timeout_s", t.timeout_s, 10)?),
+            })
+        }
+    };
+
+    let mut projects: Vec<Project> = Vec::new();
+    for (i, rp) in raw.projects.into_iter().enumerate() {
+        let section = format!("[[projects]] #{}", i + 1);
+        let repo = required(&section, "repo", rp.repo)?;
+        let plane_project_id = required(&section, "plane_project_id", rp.plane_project_id)?;
+        if projects.iter().any(|p| p.repo == repo) {
+            return Err(format!("{section} repo: {repo:?} is listed twice"));
+        }
+        projects.push(Project {
+            repo,
+            plane_project_id,
+            enabled: rp.enabled.unwrap_or(true),
+            state_names: check_state_names(&format!("{section} state_names"), rp.state_names)?,
+        });
+    }
+
+    let config = Config {
+        reconcile,
+        state,
+        orchestrator,
+        plane,
+        telegram,
+        metrics: Metrics {
+            textfile: raw.metrics.textfile.filter(|p| !p.as_os_str().is_empty()),
+        },
+        projects,
+        warnings: Vec::new(),
+    };
+    Ok((config, files))
+}
+
+/// A toml/serde error as one line naming the key: `[section] key: …` or
+/// `unknown key `x` in [section]`, plus the line and column when known.
+/// Values are not echoed (only their type).
+pub(super) fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    // The key path is private in toml 0.9; its Display shows it as a last
+    // line "in `a.b`" when no input is attached.
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let keys: Vec<String> = shown
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `").and_then(|k| k.strip_suffix('`')))
+        .map(|k| k.split('.').map(str::to_string).collect())
+        .unwrap_or_default();
+    let message = e.message().trim();
+    let at = e
+        .span()
+        .map(|s| {
+            let start = s.start.min(text.len());
+            let before = text.get(..start).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(" (line {line}, column {col})")
+        })
+        .unwrap_or_default();
+
+    // `[reconcile]`, `[plane.state_names]`, `[[projects]]` (toml does not
+    // give the index of an array-of-tables entry; the line does).
+    let section_of = |keys: &[String]| -> String {
+        let joined = keys.join(".");
+        if keys.first().map(String::as_str) == Some("projects") {
+            format!("[[{joined}]]")
+        } else {
+            format!("[{joined}]")
+        }
+    };
+
+    if message == "duplicate key"
+        && let Some(name) = e.span().and_then(|s| text.get(s))
+    {
+        return one_line(&format!("duplicate key `{}`{at}", name.trim()));
+    }
+
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or(rest);
+        let expected = rest
+            .split_once(", expected ")
+            .map(|(_, e)| format!(" (expected {})", e.replace('`', "")))
+            .unwrap_or_default();
+        let place = if keys.is_empty() {
+            "at the top level".to_string()
+        } else {
+            // The key path may end with the unknown key itself.
+            let mut k = keys.clone();
+            if k.last().map(String::as_str) == Some(name) {
+                k.pop();
+            }
+            if k.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in {}", section_of(&k))
+            }
+        };
+        return one_line(&format!("unknown key `{name}` {place}{expected}{at}"));
+    }
+
+    let detail = describe_serde_message(message);
+    let location = match keys.len() {
+        0 => String::new(),
+        1 => format!("{}: ", keys[0]),
+        n => format!("{} {}: ", section_of(&keys[..n - 1]), keys[n - 1]),
+    };
+    one_line(&format!("{location}{detail}{at}"))
+}
+
+/// "invalid type: string \"x\", expected i64" → "expected an integer, found
+/// string" (no value: it could be anything).
+fn describe_serde_message(message: &str) -> String {
+    let (found, expected) = match message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|r| r.rsplit_once(", expected "))
+    {
+        Some(pair) => pair,
+        None => return message.to_string(),
+    };
+    let found_kind = found.split([' ', '`', '"']).next().unwrap_or(found).trim();
+    let found_kind = match found_kind {
+        "floating" => "float",
+        "sequence" => "array",
+        "map" => "table",
+        "integer" if message.starts_with("invalid value") => {
+            // Show the number: it is the point (e.g. negative for u64).
+            return format!(
+                "expected {}, found {}",
+                describe_expected(expected),
+                found.trim_start_matches("integer ").replace('`', "")
+            );
+        }
+        other => other,
+    };
+    format!(
+        "expected {}, found {found_kind}",
+        describe_expected(expected)
+    )
+}
+
+fn describe_expected(expected: &str) -> String {
+    match expected {
+        "i64" | "i32" => "an integer".into(),
+        "u64" | "u32" | "usize" => "a non-negative integer".into(),
+        "a sequence" => "an array".into(),
+        "a map" => "a table".into(),
+        "path string" => "a path string".into(),
+        e if e.starts_with("struct ") => "a table".into(),
+        e => e.to_string(),
+    }
+}

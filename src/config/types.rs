@@ -1,0 +1,180 @@
+//! The validated configuration: its types and their defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The raw value, for the one place that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub reconcile: Reconcile,
+    pub state: State,
+    pub orchestrator: Orchestrator,
+    pub plane: Plane,
+    /// None: no `[telegram]` section, nothing is queued.
+    pub telegram: Option<Telegram>,
+    pub metrics: Metrics,
+    pub projects: Vec<Project>,
+    /// Warnings met while loading (bad grace-override JSON entries, secret
+    /// files readable by others …), logged by the caller.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconcile {
+    pub enabled: bool,
+    pub plane_enabled: bool,
+    pub skip_blocked_enabled: bool,
+    pub notify_unblock: bool,
+    pub task_deps_enabled: bool,
+    pub grace_default_s: i64,
+    pub grace_overrides: BTreeMap<String, i64>,
+    pub max_developer_retries: i64,
+    /// 0 = no cap.
+    pub max_actions: u64,
+    pub skip_work_items: Vec<String>,
+    pub interval_s: Option<u64>,
+    pub deadline_s: u64,
+}
+
+impl Reconcile {
+    /// The grace of a stage: its override, else the default.
+    pub fn grace_for_stage(&self, stage: &str) -> i64 {
+        self.grace_overrides
+            .get(stage)
+            .copied()
+            .unwrap_or(self.grace_default_s)
+    }
+}
+
+impl Default for Reconcile {
+    fn default() -> Self {
+        Reconcile {
+            enabled: true,
+            plane_enabled: true,
+            skip_blocked_enabled: true,
+            notify_unblock: true,
+            task_deps_enabled: true,
+            grace_default_s: 900,
+            grace_overrides: BTreeMap::new(),
+            max_developer_retries: 3,
+            max_actions: 50,
+            skip_work_items: Vec::new(),
+            interval_s: None,
+            deadline_s: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub path: PathBuf,
+    pub states_cache_ttl_s: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Orchestrator {
+    pub url: String,
+    pub token: Option<Secret>,
+    pub webhook_path: String,
+    pub webhook_secret: Option<Secret>,
+    pub timeout: Duration,
+    pub webhook_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plane {
+    pub url: String,
+    pub workspace: String,
+    pub api_key: Option<Secret>,
+    pub items_path: String,
+    pub per_page: u32,
+    pub rate_reserve: u32,
+    pub concurrency: u32,
+    pub full_resync_s: u64,
+    pub resync_overlap_s: u64,
+    pub timeout: Duration,
+    /// logical key → Plane state names, first present wins.
+    pub state_names: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Telegram {
+    /// None only when secrets were not read (`check --offline`).
+    pub bot_token: Option<Secret>,
+    pub chat_id: String,
+    pub message_thread_id: Option<i64>,
+    pub api_url: String,
+    pub link_template: Option<String>,
+    pub unblock_template: String,
+    pub cycle_template: String,
+    pub digest_over: usize,
+    /// Not in the original Python reconciler: Telegram calls need a bound
+    /// like the other peers.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub repo: String,
+    pub plane_project_id: String,
+    pub enabled: bool,
+    /// Overrides `[plane.state_names]` key by key for this project.
+    pub state_names: BTreeMap<String, Vec<String>>,
+}
+
+impl Config {
+    pub fn project_by_repo(&self, repo: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| p.repo == repo)
+    }
+}
+
+/// A configuration error: the process exits 78 and prints this message.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The logical state keys, the only keys `state_names` takes.
+pub use crate::core::states::KEYS as LOGICAL_KEYS;
+
+/// Default `[telegram] unblock_template`.
+pub const DEFAULT_UNBLOCK_TEMPLATE: &str =
+    "🔧 reconciler: {link} {stage} разблокирована (потерян webhook)";
+/// Default `[telegram] cycle_template`.
+pub const DEFAULT_CYCLE_TEMPLATE: &str = "⛔ reconciler: dependency cycle {cycle}";
+/// Default `[telegram] api_url`.
+pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+/// The env variable of the grace overrides (the original Python reconciler's name).
+pub const GRACE_OVERRIDES_ENV: &str = "ORCH_RECONCILE_GRACE_OVERRIDES_JSON";
