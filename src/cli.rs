@@ -142,7 +142,11 @@ pub enum Command {
         key: String,
     },
     /// Run a real tick against a built-in simulated stack (no config needed)
-    Demo,
+    Demo {
+        /// Also write the tick's metrics textfile to FILE
+        #[arg(long, value_name = "FILE")]
+        metrics: Option<PathBuf>,
+    },
     /// Print a shell completion script on stdout
     Completions {
         /// The shell

@@ -287,12 +287,16 @@ _reconcile() {
             return 0
             ;;
         reconcile__subcmd__demo)
-            opts="-c -n -o -v -q -h --config --state --dry-run --output --deadline --wait-lock --verbose --quiet --help"
+            opts="-c -n -o -v -q -h --metrics --config --state --dry-run --output --deadline --wait-lock --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -156,6 +156,7 @@ complete -c reconcile -n "__fish_reconcile_using_subcommand forget" -s n -l dry-
 complete -c reconcile -n "__fish_reconcile_using_subcommand forget" -s v -l verbose -d 'More logging (repeatable); RUST_LOG still wins'
 complete -c reconcile -n "__fish_reconcile_using_subcommand forget" -s q -l quiet -d 'Less logging, and a text report without summary lines'
 complete -c reconcile -n "__fish_reconcile_using_subcommand forget" -s h -l help -d 'Print help'
+complete -c reconcile -n "__fish_reconcile_using_subcommand demo" -l metrics -d 'Also write the tick\'s metrics textfile to FILE' -r -F
 complete -c reconcile -n "__fish_reconcile_using_subcommand demo" -s c -l config -d 'Configuration file [default: $RECONCILE_CONFIG, else /etc/reconcile/reconcile.toml]' -r -F
 complete -c reconcile -n "__fish_reconcile_using_subcommand demo" -l state -d 'Sidecar path (overrides [state] path)' -r -F
 complete -c reconcile -n "__fish_reconcile_using_subcommand demo" -s o -l output -d 'Report format on stdout' -r -f -a "text\t''

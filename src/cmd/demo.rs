@@ -12,7 +12,7 @@ use crate::cli::Format;
 use crate::sim::{Scenario, Simulator};
 use crate::tick;
 
-pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
+pub fn run(format: Format, verbose: bool, metrics: Option<&Path>) -> anyhow::Result<ExitCode> {
     let sim = Simulator::start(Scenario::demo()).context("starting the simulator")?;
     let dir = TempDir::new()?;
     let cfg = config(&sim, dir.path())?;
@@ -21,7 +21,12 @@ pub fn run(format: Format, verbose: bool) -> anyhow::Result<ExitCode> {
         dry_run: false,
         wait_lock: Duration::ZERO,
     };
+    let started = std::time::Instant::now();
     let report = tick::run(&cfg, &opts)?;
+    if let Some(path) = metrics {
+        crate::output::metrics::write(path, &report, started.elapsed())
+            .with_context(|| format!("metrics textfile {}", path.display()))?;
+    }
     crate::cmd::print_report(&report, format, verbose, false);
     if format == Format::Text {
         let messages = sim.telegram_messages();

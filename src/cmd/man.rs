@@ -153,6 +153,7 @@ fn extra_sections() -> String {
         &mut out,
         "A failure to write the metrics textfile is logged and does not change the exit code.",
     );
+    metrics_section(&mut out);
     out.push_str(".SH ENVIRONMENT\n");
     let env: &[(&str, &str)] = &[
         (
@@ -239,6 +240,35 @@ fn extra_sections() -> String {
     out
 }
 
+/// Every series of the metrics textfile, and where the alert rules and the
+/// dashboard that read them are.
+fn metrics_section(out: &mut String) {
+    out.push_str(".SH METRICS\n");
+    push_lines(
+        out,
+        "With [metrics] textfile set, every live gate, plane or all tick rewrites that file \
+         atomically in the Prometheus text format, for node_exporter's textfile collector \
+         (--collector.textfile.directory). Every counter is cumulative since the sidecar was \
+         created and kept in it, so it never goes down; the gauges describe the last tick. A \
+         tick stopped by its sidecar (exit 74) rewrites the last-run gauges and keeps the \
+         rest of the previous file.",
+    );
+    for (name, kind, meaning) in crate::output::metrics::SERIES {
+        let _ = writeln!(out, ".TP\n{} ({kind})", bold(name));
+        push_lines(out, meaning);
+    }
+    out.push_str(".PP\n");
+    push_lines(
+        out,
+        "Alert rules: /usr/share/doc/reconcile/prometheus/reconcile-alerts.yml (in the source: \
+         packaging/prometheus/), loaded through rule_files: in prometheus.yml and tested with \
+         promtool test rules reconcile-alerts.test.yml. Dashboard: \
+         /usr/share/doc/reconcile/grafana/reconcile-dashboard.json, imported in Grafana \
+         (Dashboards, New, Import) with a Prometheus data source for its $datasource \
+         variable. To see the file without a deployment: reconcile demo --metrics FILE.",
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +301,9 @@ mod tests {
             "man",
         ] {
             assert!(page.contains(&bold(&format!("reconcile {name}"))), "{name}");
+        }
+        for (name, _, _) in crate::output::metrics::SERIES {
+            assert!(page.contains(&bold(name)), "{name}");
         }
     }
 }

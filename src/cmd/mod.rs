@@ -53,7 +53,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action: OutboxAction::Drop { id },
         } => crate::cmd::ops::outbox_drop(&cli, id),
         Command::Forget { ref key } => crate::cmd::ops::forget(&cli, key),
-        Command::Demo => crate::cmd::demo::run(cli.output, cli.verbose > 0),
+        Command::Demo { ref metrics } => {
+            crate::cmd::demo::run(cli.output, cli.verbose > 0, metrics.as_deref())
+        }
         Command::Completions { shell } => write_stdout(&crate::cmd::man::completions(shell)),
         Command::Man => write_stdout(&crate::cmd::man::render()),
     }
@@ -97,14 +99,34 @@ fn run_tick(cli: &Cli, command: tick::Command) -> anyhow::Result<ExitCode> {
         wait_lock: Duration::from_secs(cli.wait_lock),
     };
     let started = std::time::Instant::now();
-    let report = tick::run(&cfg, &opts)?;
-    if !cli.dry_run
-        && let Some(path) = &cfg.metrics.textfile
-    {
-        // Metrics are a side channel: a failure is logged, the exit code stands.
-        if let Err(e) = crate::output::metrics::write(path, &report, started.elapsed()) {
+    let textfile = cfg.metrics.textfile.as_ref().filter(|_| !cli.dry_run);
+    // Metrics are a side channel: a failure is logged, the exit code stands.
+    let log_failure = |r: anyhow::Result<()>, path: &Path| {
+        if let Err(e) = r {
             log::error!("metrics textfile {}: {e:#}", path.display());
         }
+    };
+    let report = match tick::run(&cfg, &opts) {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(path) = textfile
+                && exit_code_for(&e) == EX_IOERR
+            {
+                let r = crate::output::metrics::write_after_sidecar_error(
+                    path,
+                    EX_IOERR,
+                    started.elapsed(),
+                );
+                log_failure(r, path);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(path) = textfile {
+        log_failure(
+            crate::output::metrics::write(path, &report, started.elapsed()),
+            path,
+        );
     }
     print_report(&report, cli.output, cli.verbose > 0, cli.quiet > 0);
     Ok(ExitCode::from(report.exit_code))

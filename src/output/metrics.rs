@@ -1,10 +1,13 @@
-//! The Prometheus textfile: written after every non-dry-run
-//! gate/plane/all tick, atomically (a temp file in the same directory, then
-//! a rename), for node_exporter's textfile collector.
+//! The Prometheus textfile: written after every non-dry-run gate/plane/all
+//! tick, atomically (a temp file in the same directory, then a rename), for
+//! node_exporter's textfile collector. Every `_total` is a true counter,
+//! cumulative since the sidecar was created and kept in it; last-tick values
+//! are gauges. The file passes `promtool check metrics`; the series are
+//! listed with their meaning in the README and the man page.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,145 +16,304 @@ use time::OffsetDateTime;
 
 use crate::core::timestamp;
 use crate::output::report::Report;
+use crate::store::SeriesKey;
 
-/// The metrics of one finished tick, in the text exposition format.
+const UNITS_TOTAL: &str = "reconcile_units_total";
+const REQUESTS_TOTAL: &str = "reconcile_requests_total";
+const TICKS_TOTAL: &str = "reconcile_ticks_total";
+const LAST_RUN: &str = "reconcile_last_run_timestamp_seconds";
+const DURATION: &str = "reconcile_tick_duration_seconds";
+const EXIT_CODE: &str = "reconcile_last_exit_code";
+/// The last tick's values, which a sidecar error (exit 74) drops.
+const LAST_TICK_PREFIX: &str = "reconcile_last_tick_";
+
+/// Every series the textfile can hold, in the order written: name (with its
+/// labels), type, meaning. The HELP lines, the man page and the README's
+/// list come from here.
+pub const SERIES: &[(&str, &str, &str)] = &[
+    (LAST_RUN, "gauge", "Unix time the last live tick finished."),
+    (DURATION, "gauge", "Wall time of the last tick, in seconds."),
+    (
+        EXIT_CODE,
+        "gauge",
+        "Exit code of the last tick (0, 1, 69, 75; 74 when the sidecar could not be used).",
+    ),
+    (
+        "reconcile_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time the last tick that exited 0 finished.",
+    ),
+    (
+        "reconcile_notifications_pending",
+        "gauge",
+        "Messages queued in the outbox after the last tick.",
+    ),
+    (
+        "reconcile_last_tick_units{outcome,pass,reason}",
+        "gauge",
+        "Units (tasks, issues) of the last tick by outcome, pass and reason.",
+    ),
+    (
+        "reconcile_last_tick_requests{peer}",
+        "gauge",
+        "HTTP requests of the last tick by peer.",
+    ),
+    (
+        "reconcile_plane_projects_unread",
+        "gauge",
+        "Plane projects the last tick could not read (budget, deadline or error).",
+    ),
+    (
+        "reconcile_plane_oldest_sync_age_seconds",
+        "gauge",
+        "Seconds since the least recently synced Plane project started its last sync.",
+    ),
+    (
+        "reconcile_ticks_total{exit_code}",
+        "counter",
+        "Live ticks that reported, by exit code (a tick stopped by its sidecar cannot count itself).",
+    ),
+    (
+        "reconcile_units_total{outcome,pass,reason}",
+        "counter",
+        "Units (tasks, issues) by outcome, pass and reason.",
+    ),
+    (
+        "reconcile_requests_total{peer}",
+        "counter",
+        "HTTP requests by peer (orchestrator, plane, telegram).",
+    ),
+    (
+        "reconcile_unblocked_total",
+        "counter",
+        "Unblocks announced (or recorded).",
+    ),
+    (
+        "reconcile_deduped_total",
+        "counter",
+        "Unblocks suppressed as duplicates.",
+    ),
+    (
+        "reconcile_notifications_dropped_total",
+        "counter",
+        "Messages given up (refused by Telegram for good, or 20 failed attempts).",
+    ),
+];
+
+/// A tick's increments of the labelled counters, for the sidecar: one per
+/// unit by pass, outcome and reason, its requests by peer (zero included,
+/// so every peer's series exists from the first tick on) and the tick
+/// itself by exit code.
+pub fn tick_series(report: &Report) -> BTreeMap<SeriesKey, i64> {
+    let mut out = BTreeMap::new();
+    for ((pass, outcome, reason), n) in units(report) {
+        let labels = [
+            ("pass", pass),
+            ("outcome", outcome.as_str()),
+            ("reason", reason.as_str()),
+        ];
+        out.insert(SeriesKey::new(UNITS_TOTAL, &labels), n);
+    }
+    for (peer, n) in requests(report) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        out.insert(SeriesKey::new(REQUESTS_TOTAL, &[("peer", peer)]), n);
+    }
+    let code = report.exit_code.to_string();
+    out.insert(SeriesKey::new(TICKS_TOTAL, &[("exit_code", &code)]), 1);
+    out
+}
+
+/// Units of the report by (pass, outcome, reason); no reason is "".
+fn units(report: &Report) -> BTreeMap<(&'static str, String, String), i64> {
+    let mut units = BTreeMap::new();
+    let gate = report
+        .gate
+        .units
+        .iter()
+        .map(|u| ("gate", u.outcome, u.reason));
+    let plane = report
+        .plane
+        .units
+        .iter()
+        .map(|u| ("plane", u.outcome, u.reason));
+    for (pass, outcome, reason) in gate.chain(plane) {
+        let reason = reason.map(|r| r.to_string()).unwrap_or_default();
+        *units
+            .entry((pass, outcome.to_string(), reason))
+            .or_default() += 1;
+    }
+    units
+}
+
+fn requests(report: &Report) -> [(&'static str, u64); 3] {
+    [
+        ("orchestrator", report.requests.orchestrator),
+        ("plane", report.requests.plane),
+        ("telegram", report.requests.telegram),
+    ]
+}
+
+/// The metrics of one finished tick, in the text exposition format. The
+/// counters come from the sidecar's snapshot taken after the tick was
+/// recorded, so they include this tick.
 pub fn render(report: &Report, duration: Duration) -> String {
     let mut out = String::new();
+    let snap = &report.counters.snapshot;
+    let finished = timestamp::parse(&report.finished_at);
     let ts = |s: Option<&str>| {
         s.and_then(timestamp::parse)
             .map(OffsetDateTime::unix_timestamp)
     };
-    let last_run = ts(Some(report.finished_at.as_str()))
-        .or_else(|| ts(report.counters.last_run_ts.as_deref()))
+    let last_run = finished
+        .map(OffsetDateTime::unix_timestamp)
+        .or_else(|| ts(snap.last_run_ts.as_deref()))
         .unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp());
-    // The sidecar's snapshot was taken after this tick was recorded: it holds
-    // this tick's time when it exited 0, the previous success otherwise.
-    let last_success = if report.exit_code == 0 {
-        ts(report.counters.last_success_ts.as_deref()).or(Some(last_run))
-    } else {
-        ts(report.counters.last_success_ts.as_deref())
+    // The snapshot holds this tick's time when it exited 0, the previous
+    // success otherwise.
+    let last_success = match ts(snap.last_success_ts.as_deref()) {
+        None if report.exit_code == 0 => Some(last_run),
+        t => t,
     };
 
-    header(
-        &mut out,
-        "reconcile_last_run_timestamp_seconds",
-        "gauge",
-        "Unix time the last non-dry-run tick finished.",
-    );
-    let _ = writeln!(out, "reconcile_last_run_timestamp_seconds {last_run}");
-    header(
-        &mut out,
-        "reconcile_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time the last tick that exited 0 finished.",
-    );
+    last_run_gauges(&mut out, last_run, report.exit_code, duration);
     if let Some(t) = last_success {
-        let _ = writeln!(out, "reconcile_last_success_timestamp_seconds {t}");
-    }
-    header(
-        &mut out,
-        "reconcile_tick_duration_seconds",
-        "gauge",
-        "Wall time of the last tick.",
-    );
-    let _ = writeln!(
-        out,
-        "reconcile_tick_duration_seconds {:.3}",
-        duration.as_secs_f64()
-    );
-    header(
-        &mut out,
-        "reconcile_exit_code",
-        "gauge",
-        "Exit code of the last tick.",
-    );
-    let _ = writeln!(out, "reconcile_exit_code {}", report.exit_code);
-
-    header(
-        &mut out,
-        "reconcile_units_total",
-        "gauge",
-        "Units of the last tick by pass, outcome and reason.",
-    );
-    let mut units: BTreeMap<(&str, String, String), u64> = BTreeMap::new();
-    for u in &report.gate.units {
-        let key = (
-            "gate",
-            u.outcome.to_string(),
-            u.reason.map(|r| r.to_string()).unwrap_or_default(),
-        );
-        *units.entry(key).or_default() += 1;
-    }
-    for u in &report.plane.units {
-        let key = (
-            "plane",
-            u.outcome.to_string(),
-            u.reason.map(|r| r.to_string()).unwrap_or_default(),
-        );
-        *units.entry(key).or_default() += 1;
-    }
-    for ((pass, outcome, reason), n) in &units {
-        let _ = writeln!(
-            out,
-            "reconcile_units_total{{pass=\"{}\",outcome=\"{}\",reason=\"{}\"}} {n}",
-            label(pass),
-            label(outcome),
-            label(reason)
+        family(
+            &mut out,
+            "reconcile_last_success_timestamp_seconds",
+            &[(String::new(), t.to_string())],
         );
     }
-
-    header(
-        &mut out,
-        "reconcile_unblocked_total",
-        "counter",
-        "Unblocks announced (or recorded) since the sidecar was created.",
-    );
-    let _ = writeln!(
-        out,
-        "reconcile_unblocked_total {}",
-        report.counters.unblocked_total
-    );
-    header(
-        &mut out,
-        "reconcile_deduped_total",
-        "counter",
-        "Unblocks suppressed as duplicates since the sidecar was created.",
-    );
-    let _ = writeln!(
-        out,
-        "reconcile_deduped_total {}",
-        report.counters.deduped_total
-    );
-    header(
+    family(
         &mut out,
         "reconcile_notifications_pending",
-        "gauge",
-        "Messages queued in the outbox after the last tick.",
+        &[(String::new(), snap.notifications_pending.to_string())],
     );
-    let _ = writeln!(
-        out,
-        "reconcile_notifications_pending {}",
-        report.counters.notifications_pending
-    );
-    header(
-        &mut out,
-        "reconcile_requests_total",
-        "gauge",
-        "HTTP requests of the last tick by peer.",
-    );
-    for (peer, n) in [
-        ("orchestrator", report.requests.orchestrator),
-        ("plane", report.requests.plane),
-        ("telegram", report.requests.telegram),
+    let last_units: Vec<_> = units(report)
+        .into_iter()
+        .map(|((pass, outcome, reason), n)| {
+            // Sorted by name, as Prometheus shows them.
+            let labels = [
+                ("outcome", outcome.as_str()),
+                ("pass", pass),
+                ("reason", &reason),
+            ];
+            (labels_text(&labels), n.to_string())
+        })
+        .collect();
+    family(&mut out, "reconcile_last_tick_units", &last_units);
+    let last_requests: Vec<_> = requests(report)
+        .into_iter()
+        .map(|(peer, n)| (labels_text(&[("peer", peer)]), n.to_string()))
+        .collect();
+    family(&mut out, "reconcile_last_tick_requests", &last_requests);
+    plane_fleet(&mut out, report, finished);
+
+    for name in [TICKS_TOTAL, UNITS_TOTAL, REQUESTS_TOTAL] {
+        let samples: Vec<_> = snap
+            .series
+            .iter()
+            .filter(|(k, _)| k.family == name)
+            .map(|(k, v)| {
+                let labels: Vec<(&str, &str)> = k
+                    .labels
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                (labels_text(&labels), v.to_string())
+            })
+            .collect();
+        family(&mut out, name, &samples);
+    }
+    for (name, value) in [
+        ("reconcile_unblocked_total", snap.unblocked_total),
+        ("reconcile_deduped_total", snap.deduped_total),
+        (
+            "reconcile_notifications_dropped_total",
+            snap.notifications_dropped_total,
+        ),
     ] {
-        let _ = writeln!(out, "reconcile_requests_total{{peer=\"{peer}\"}} {n}");
+        family(&mut out, name, &[(String::new(), value.to_string())]);
     }
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// The gauges every tick that ran rewrites, the one stopped by its sidecar
+/// included.
+fn last_run_gauges(out: &mut String, last_run: i64, exit_code: u8, duration: Duration) {
+    family(out, LAST_RUN, &[(String::new(), last_run.to_string())]);
+    family(
+        out,
+        DURATION,
+        &[(String::new(), format!("{:.3}", duration.as_secs_f64()))],
+    );
+    family(out, EXIT_CODE, &[(String::new(), exit_code.to_string())]);
+}
+
+/// The fair Plane budget's view, when the Plane pass went over projects:
+/// how many it could not read this tick (deferred by the budget or the
+/// deadline, or failed), and how long ago the least recently synced one
+/// started its last sync. A project never synced counts as unread only.
+fn plane_fleet(out: &mut String, report: &Report, now: Option<OffsetDateTime>) {
+    let projects = &report.plane.projects;
+    if projects.is_empty() {
+        return;
+    }
+    let unread = projects
+        .iter()
+        .filter(|p| p.deferred.is_some() || p.error.is_some())
+        .count();
+    family(
+        out,
+        "reconcile_plane_projects_unread",
+        &[(String::new(), unread.to_string())],
+    );
+    let synced = &report.counters.snapshot.synced;
+    let oldest = projects
+        .iter()
+        .filter_map(|p| synced.get(&p.plane_project_id))
+        .filter_map(|t| timestamp::parse(t))
+        .min();
+    if let (Some(now), Some(oldest)) = (now, oldest) {
+        let age = (now - oldest).as_seconds_f64().max(0.0);
+        family(
+            out,
+            "reconcile_plane_oldest_sync_age_seconds",
+            &[(String::new(), format!("{age:.0}"))],
+        );
+    }
+}
+
+/// One metric family: HELP and TYPE from [`SERIES`], and its samples
+/// (label text, value). A family without samples is left out: a TYPE with
+/// nothing under it tells a scraper nothing.
+fn family(out: &mut String, name: &str, samples: &[(String, String)]) {
+    let Some((_, kind, help)) = SERIES
+        .iter()
+        .find(|(n, _, _)| n.split('{').next() == Some(name))
+    else {
+        debug_assert!(false, "{name} is not in SERIES");
+        return;
+    };
+    if samples.is_empty() {
+        return;
+    }
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// `{a="x",b="y"}` with the values escaped; "" for no labels.
+fn labels_text(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
 }
 
 /// A label value: backslash, double quote and newline escaped.
@@ -164,6 +326,47 @@ fn label(v: &str) -> String {
 /// Writes the metrics of `report` to `path` atomically.
 pub fn write(path: &Path, report: &Report, duration: Duration) -> anyhow::Result<()> {
     write_atomically(path, render(report, duration).as_bytes())
+}
+
+/// After a tick that stopped because its sidecar could not be used (exit
+/// 74): the last-run gauges say so, and the rest of the previous file (the
+/// counters, the last success) stays as it was, since the sidecar that
+/// holds them cannot be read. Without this the file would keep showing
+/// the last good tick and no alert could tell the two apart.
+pub fn write_after_sidecar_error(
+    path: &Path,
+    exit_code: u8,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let mut previous = String::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        // Our own file is a few KiB; a cap keeps a stray huge file harmless.
+        let _ = f.take(1 << 20).read_to_string(&mut previous);
+    }
+    let mut out = String::new();
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    last_run_gauges(&mut out, now, exit_code, duration);
+    out.push_str(&carried_over(&previous));
+    write_atomically(path, out.as_bytes())
+}
+
+/// The families of a previous textfile that a sidecar error leaves as they
+/// were: all but the last-run gauges and the last tick's values.
+fn carried_over(previous: &str) -> String {
+    let mut out = String::new();
+    let mut keep = false;
+    for line in previous.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or_default();
+            keep = ![LAST_RUN, DURATION, EXIT_CODE].contains(&name)
+                && !name.starts_with(LAST_TICK_PREFIX);
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A temp file beside `path` (a dot name without `.prom`, so the textfile
@@ -208,6 +411,44 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(labels_text(&[]), "");
+        assert_eq!(
+            labels_text(&[("peer", "plane"), ("x", "\"")]),
+            "{peer=\"plane\",x=\"\\\"\"}"
+        );
+    }
+
+    #[test]
+    fn a_sidecar_error_keeps_the_counters_and_replaces_the_last_tick() {
+        let previous = "\
+# HELP reconcile_last_run_timestamp_seconds t
+# TYPE reconcile_last_run_timestamp_seconds gauge
+reconcile_last_run_timestamp_seconds 100
+# HELP reconcile_last_tick_units u
+# TYPE reconcile_last_tick_units gauge
+reconcile_last_tick_units{pass=\"gate\"} 3
+# HELP reconcile_last_success_timestamp_seconds s
+# TYPE reconcile_last_success_timestamp_seconds gauge
+reconcile_last_success_timestamp_seconds 90
+# HELP reconcile_units_total u
+# TYPE reconcile_units_total counter
+reconcile_units_total{pass=\"gate\"} 7
+# HELP reconcile_last_exit_code e
+# TYPE reconcile_last_exit_code gauge
+reconcile_last_exit_code 0
+";
+        assert_eq!(
+            carried_over(previous),
+            "\
+# HELP reconcile_last_success_timestamp_seconds s
+# TYPE reconcile_last_success_timestamp_seconds gauge
+reconcile_last_success_timestamp_seconds 90
+# HELP reconcile_units_total u
+# TYPE reconcile_units_total counter
+reconcile_units_total{pass=\"gate\"} 7
+"
+        );
+        assert_eq!(carried_over(""), "");
     }
 
     #[test]

@@ -32,14 +32,16 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 mod cache;
+mod metrics;
 #[cfg(test)]
 mod tests;
 
 pub use cache::{KnownCycle, Mirror, MirrorIssue};
+pub use metrics::SeriesKey;
 
 /// Schema migrations, oldest first; entry `i` takes `user_version` from `i`
 /// to `i + 1`. Append new versions; never edit a released one.
-const MIGRATIONS: &[&str] = &[MIGRATION_V1, cache::MIGRATION_V2];
+const MIGRATIONS: &[&str] = &[MIGRATION_V1, cache::MIGRATION_V2, metrics::MIGRATION_V3];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -529,6 +531,8 @@ pub struct TickRecord {
     /// Where the next tick's pass starts (the first unit the action cap
     /// deferred), per pass that ran: `None` clears it.
     pub cursors: Vec<(String, Option<String>)>,
+    /// Increments of the labelled metric counters (units, requests, ticks).
+    pub series: BTreeMap<SeriesKey, i64>,
 }
 
 /// The persisted counters (`status`, docs/report.md). The config-derived keys
@@ -547,6 +551,13 @@ pub struct Snapshot {
     pub notifications_dropped_total: i64,
     /// Per-reason skip counts, reason → units.
     pub skips: BTreeMap<String, i64>,
+    /// The labelled metric counters (for the metrics textfile only).
+    #[serde(skip)]
+    pub series: BTreeMap<SeriesKey, i64>,
+    /// When each Plane project's mirror last started a sync, by project id
+    /// (for the metrics textfile only).
+    #[serde(skip)]
+    pub synced: BTreeMap<String, String>,
 }
 
 /// One recorded unblock (for `history`).
@@ -1411,6 +1422,7 @@ impl Sidecar {
                     }
                 }
             }
+            metrics::add(tx, &rec.series)?;
             set_kv(tx, K_LAST_RUN, &now)?;
             if rec.exit_code == 0 {
                 set_kv(tx, K_LAST_SUCCESS, &now)?;
@@ -1484,6 +1496,8 @@ impl Sidecar {
                 |r| r.get(0),
             )
             .map_err(&err)?;
+        snap.series = metrics::read(&conn).map_err(&err)?;
+        snap.synced = metrics::synced(&conn).map_err(&err)?;
         Ok(snap)
     }
 

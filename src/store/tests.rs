@@ -45,6 +45,7 @@ fn tick(command: &str, exit_code: i32) -> TickRecord {
         skipped_terminal: 0,
         deduped_keys: vec![],
         cursors: vec![],
+        series: BTreeMap::new(),
     }
 }
 

@@ -373,6 +373,7 @@ fn tick_record(
         skipped_terminal,
         deduped_keys,
         cursors: cursors(report),
+        series: crate::output::metrics::tick_series(report),
     }
 }
 
