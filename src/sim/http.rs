@@ -113,6 +113,46 @@ impl Reply {
         self
     }
 
+    /// The body gzipped, with `Content-Encoding: gzip`, when it is worth
+    /// it (as Django's GZipMiddleware: 200 bytes or more).
+    pub fn gzip(self) -> Reply {
+        use std::io::Write as _;
+        match self {
+            Reply::Full {
+                status,
+                content_type,
+                mut headers,
+                body,
+            } if body.len() >= 200 => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let body = match enc.write_all(&body).and_then(|()| enc.finish()) {
+                    Ok(zipped) => {
+                        headers.push(("Content-Encoding".into(), "gzip".into()));
+                        zipped
+                    }
+                    Err(_) => body,
+                };
+                headers.push(("Vary".into(), "Accept-Encoding".into()));
+                Reply::Full {
+                    status,
+                    content_type,
+                    headers,
+                    body,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The body bytes a complete reply sends.
+    pub fn body_len(&self) -> Option<usize> {
+        match self {
+            Reply::Full { body, .. } => Some(body.len()),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             Reply::Full { status, .. } => Some(*status),

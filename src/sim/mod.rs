@@ -18,6 +18,7 @@
 //! ```
 
 mod http;
+mod plane;
 mod scenario;
 mod world;
 

@@ -129,23 +129,32 @@ pub struct FaultPlan {
     pub always: Option<Fault>,
 }
 
-/// Plane's per-key budget as the simulator reports it.
+/// Plane's per-key budget as the simulator reports it: `limit` requests
+/// per minute of the simulator's clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimit {
-    /// Requests still allowed; each allowed Plane request decrements it and
-    /// reports the new value in `X-RateLimit-Remaining`; at 0 Plane answers 429.
+    /// Requests allowed per minute; `remaining` is set back to it when a
+    /// new minute of the simulator's clock starts.
+    pub limit: i64,
+    /// Requests still allowed in this minute; each allowed Plane request
+    /// decrements it and reports the new value in `X-RateLimit-Remaining`
+    /// (so the first of a fresh minute reads 59); at 0 Plane answers 429
+    /// with `Retry-After` (the seconds to the next minute) and no rate
+    /// headers.
     pub remaining: i64,
     /// Explicit values to report, one per allowed request, before the countdown
     /// resumes from the last one (e.g. `[11, 10]` to trip a reserve of 10).
     pub sequence: VecDeque<i64>,
-    /// `X-RateLimit-Reset` = now + this; also the `Retry-After` of a budget 429.
+    /// `X-RateLimit-Reset` = now + this (Plane: always now + 60, not a
+    /// reset time).
     pub reset_in_s: u64,
 }
 
 impl Default for RateLimit {
     fn default() -> Self {
         RateLimit {
+            limit: 60,
             remaining: 60,
             sequence: VecDeque::new(),
             reset_in_s: 60,

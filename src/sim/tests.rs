@@ -156,16 +156,36 @@ fn items_accept_issues_path_order_and_unexpanded_state() {
             .unwrap()
             .ends_with('Z')
     );
-    // Bad per_page and cursor are 400s, not panics.
-    for q in [
-        "per_page=0",
-        "per_page=1001",
-        "per_page=x",
-        "cursor=zz",
-        "cursor=1:2",
+    // Bad per_page and cursor answer as the real server does, not panics.
+    for (q, status, body) in [
+        (
+            "per_page=0",
+            500,
+            json!({"error": "Something went wrong please try again later"}),
+        ),
+        (
+            "per_page=1001",
+            400,
+            json!({"detail": "Invalid per_page value. Cannot exceed 1000."}),
+        ),
+        (
+            "per_page=x",
+            400,
+            json!({"detail": "Invalid per_page parameter."}),
+        ),
+        (
+            "cursor=zz",
+            400,
+            json!({"detail": "Invalid cursor parameter."}),
+        ),
+        (
+            "cursor=1:2",
+            400,
+            json!({"detail": "Invalid cursor parameter."}),
+        ),
     ] {
         let r = get(&format!("{}/issues/?{q}", plane_base(&sim)), &[PLANE]).unwrap();
-        assert_eq!(r.status, 400, "{q}");
+        assert_eq!((r.status, r.json()), (status, body), "{q}");
     }
     let r = get(&format!("{}/states/", plane_base(&sim)), &[PLANE]).unwrap();
     let v = r.json();
@@ -231,7 +251,11 @@ fn plane_rate_limit_counts_down_then_429() {
     let r = get(&url, &[PLANE]).unwrap();
     assert_eq!(r.status, 429);
     assert_eq!(r.json()["error_code"], 5900);
-    assert_eq!(r.header("retry-after"), Some("60"));
+    // Until the next minute of the simulator's clock; no rate headers.
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(r.header("x-ratelimit-remaining").is_none());
+    assert!(r.header("x-ratelimit-reset").is_none());
     // An explicit sequence, then the countdown resumes from its last value.
     sim.update(|w| {
         w.rate_limit.sequence = [11, 10].into();
@@ -246,6 +270,120 @@ fn plane_rate_limit_counts_down_then_429() {
         })
         .collect();
     assert_eq!(seen, ["11", "10", "9"]);
+}
+
+#[test]
+fn plane_budget_refills_when_a_new_minute_starts() {
+    let sim = Simulator::start(Scenario {
+        projects: vec![project_with(1)],
+        rate_limit: RateLimit {
+            remaining: 1,
+            ..RateLimit::default()
+        },
+        ..Scenario::default()
+    })
+    .unwrap();
+    let url = format!("{}/states/", plane_base(&sim));
+    let remaining = |r: &Resp| r.header("x-ratelimit-remaining").map(str::to_string);
+    assert_eq!(remaining(&get(&url, &[PLANE]).unwrap()), Some("0".into()));
+    assert_eq!(get(&url, &[PLANE]).unwrap().status, 429);
+    let t0 = sim.inspect(World::now);
+    sim.update(|w| w.advance_clock(60));
+    let r = get(&url, &[PLANE]).unwrap();
+    // The first request of a fresh minute: 60 per minute, this one counted.
+    assert_eq!(remaining(&r), Some("59".into()));
+    let reset: i64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+    let now = sim.inspect(World::now).unix_timestamp();
+    assert!((now + 59..=now + 61).contains(&reset), "{reset} vs {now}");
+    assert!(now - t0.unix_timestamp() >= 60);
+    let left: Vec<Option<String>> = (0..59)
+        .map(|_| remaining(&get(&url, &[PLANE]).unwrap()))
+        .collect();
+    assert_eq!(left.last().unwrap().as_deref(), Some("0"));
+    assert_eq!(get(&url, &[PLANE]).unwrap().status, 429, "the 61st request");
+}
+
+#[test]
+fn plane_pages_default_to_1000_and_per_page_comes_from_the_query() {
+    let sim = sim_with(vec![], vec![project_with(1200)]);
+    let r = get(&format!("{}/work-items/", plane_base(&sim)), &[PLANE]).unwrap();
+    let v = r.json();
+    assert_eq!(
+        (v["count"].clone(), v["total_pages"].clone()),
+        (json!(1000), json!(2))
+    );
+    assert_eq!(v["next_cursor"], "1000:1:0");
+    // The offset is page × the query's per_page, whatever the cursor says.
+    let r = get(
+        &format!(
+            "{}/work-items/?per_page=10&cursor=1000:2:0",
+            plane_base(&sim)
+        ),
+        &[PLANE],
+    )
+    .unwrap();
+    let v = r.json();
+    assert_eq!(v["results"][0]["sequence_id"], 21);
+    assert_eq!(v["count"], 10);
+    // Past the end: an empty page, not an error.
+    let r = get(
+        &format!(
+            "{}/work-items/?per_page=1000&cursor=1000:9:0",
+            plane_base(&sim)
+        ),
+        &[PLANE],
+    )
+    .unwrap();
+    assert_eq!((r.status, r.json()["count"].clone()), (200, json!(0)));
+    assert_eq!(r.json()["next_page_results"], false);
+}
+
+#[test]
+fn plane_trims_to_fields_and_gzips_when_asked() {
+    let sim = sim_with(vec![], vec![project_with(300)]);
+    let url = format!(
+        "{}/work-items/?fields=id,state,updated_at&expand=state",
+        plane_base(&sim)
+    );
+    let r = get(&url, &[PLANE]).unwrap();
+    let first = r.json()["results"][0].clone();
+    let mut keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "state", "updated_at"]);
+    assert_eq!(first["state"]["name"], "Todo");
+    // ureq asks for gzip and decodes it; the simulator recorded both.
+    let zipped = sim.requests_to(Route::PlaneItems).pop().unwrap();
+    assert_eq!(zipped.header("accept-encoding"), Some("gzip"));
+    let plain = {
+        let mut rb = agent(5000).get(&url).header(PLANE.0, PLANE.1);
+        rb = rb.header("Accept-Encoding", "identity");
+        let mut resp = rb.call().unwrap();
+        assert!(resp.headers().get("content-encoding").is_none());
+        let body = resp.body_mut().read_to_string().unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert_eq!(plain, r.json());
+    let sizes: Vec<usize> = sim
+        .requests_to(Route::PlaneItems)
+        .iter()
+        .map(|r| r.response_bytes.unwrap())
+        .collect();
+    assert!(sizes[0] * 4 < sizes[1], "gzip is smaller: {sizes:?}");
+    let raw = {
+        let mut s =
+            std::net::TcpStream::connect(sim.plane_url().trim_start_matches("http://")).unwrap();
+        let path = url.splitn(4, '/').nth(3).unwrap();
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: x\r\nX-API-Key: plane-secret-key\r\nAccept-Encoding: gzip\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8_lossy(&out).to_ascii_lowercase()
+    };
+    assert!(raw.contains("content-encoding: gzip"), "{}", &raw[..300]);
+    assert!(raw.contains("vary: accept-encoding"));
 }
 
 #[test]

@@ -22,6 +22,10 @@ pub struct World {
     pub scenario: Scenario,
     epoch: OffsetDateTime,
     started: Instant,
+    /// How far the simulator's clock was moved ahead of the real one.
+    offset: Duration,
+    /// The minute of the simulator's clock the Plane budget belongs to.
+    pub(super) rate_window: Option<u64>,
 }
 
 impl Deref for World {
@@ -44,6 +48,8 @@ impl World {
             scenario,
             epoch: now.replace_nanosecond(0).unwrap_or(now),
             started: Instant::now(),
+            offset: Duration::ZERO,
+            rate_window: None,
         }
     }
 
@@ -52,9 +58,30 @@ impl World {
         self.epoch
     }
 
-    /// Whole seconds since the simulator started.
+    /// Whole seconds since the simulator started, by its clock.
     pub fn elapsed_s(&self) -> i64 {
-        self.started.elapsed().as_secs() as i64
+        self.elapsed().as_secs() as i64
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed() + self.offset
+    }
+
+    /// Moves the simulator's clock `secs` ahead: ages grow, and a new
+    /// minute refills Plane's budget (a benchmark replays minute ticks).
+    pub fn advance_clock(&mut self, secs: u64) {
+        self.offset += Duration::from_secs(secs);
+    }
+
+    /// The simulator's time now.
+    pub fn now(&self) -> OffsetDateTime {
+        self.epoch + self.elapsed()
+    }
+
+    /// The minute of the simulator's clock and the milliseconds into it.
+    pub(super) fn clock_minute(&self) -> (u64, u64) {
+        let ms = self.elapsed().as_millis() as u64;
+        (ms / 60_000, ms % 60_000)
     }
 
     /// The `updated_ago_s` value meaning "just now" (≤ 0).
@@ -65,10 +92,6 @@ impl World {
     /// The instant an `updated_ago_s` value denotes.
     pub fn at(&self, ago: i64) -> OffsetDateTime {
         self.epoch - time::Duration::seconds(ago)
-    }
-
-    fn now(&self) -> OffsetDateTime {
-        self.epoch + self.started.elapsed()
     }
 
     /// Marks a task as changed now.
@@ -126,7 +149,7 @@ impl World {
             .unwrap_or_default()
     }
 
-    fn issue_json(&self, project: usize, issue: &SimIssue, expand_state: bool) -> Value {
+    pub(super) fn issue_json(&self, project: usize, issue: &SimIssue, expand_state: bool) -> Value {
         let p = &self.projects[project];
         let state = match p.states.iter().find(|s| s.id == issue.state) {
             Some(s) if expand_state => {
@@ -170,6 +193,8 @@ pub struct RecordedRequest {
     pub body: String,
     /// The status answered; None when the connection was closed without one.
     pub status: Option<u16>,
+    /// The body bytes sent (compressed when gzipped); None without a body.
+    pub response_bytes: Option<usize>,
     /// The fault injected into this request, if any.
     pub fault: Option<Fault>,
 }
@@ -227,7 +252,7 @@ fn fold(name: &str) -> String {
         .collect()
 }
 
-enum Target {
+pub(super) enum Target {
     Tasks,
     TaskByIssue(String),
     Gate(String),
@@ -358,7 +383,7 @@ fn tg_error(code: u16, description: &str, retry_after: Option<u64>) -> Reply {
     Reply::json(code, &v)
 }
 
-fn plane_429() -> Value {
+pub(super) fn plane_429() -> Value {
     json!({"error_code": 5900, "error_message": "RATE_LIMIT_EXCEEDED"})
 }
 
@@ -393,6 +418,12 @@ pub(crate) fn handle(
         }
         (Ok(t), Some(f)) => fault_reply(peer, t.route(), f),
     };
+    // Plane gzips what it answers when asked (Vary: Accept-Encoding).
+    let gzip = peer == Peer::Plane
+        && req
+            .header("accept-encoding")
+            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let reply = if gzip { reply.gzip() } else { reply };
     g.log.push(RecordedRequest {
         peer,
         route,
@@ -402,6 +433,7 @@ pub(crate) fn handle(
         headers: req.headers.clone(),
         body: String::from_utf8_lossy(&req.body).into_owned(),
         status: reply.status(),
+        response_bytes: reply.body_len(),
         fault,
     });
     Plan { delay, reply }
@@ -511,7 +543,7 @@ fn wrong_type(route: Route) -> Value {
 fn respond(g: &mut Shared, peer: Peer, t: &Target, req: &Request) -> Reply {
     match peer {
         Peer::Orchestrator => orchestrator(&mut g.world, t, req),
-        Peer::Plane => plane(&mut g.world, t, req),
+        Peer::Plane => super::plane::plane(&mut g.world, t, req),
         Peer::Telegram => telegram(g, t, req),
     }
 }
@@ -728,178 +760,6 @@ fn step(w: &World, task_id: Option<i64>, delta: isize) -> ReplayEffect {
         Some(s) => ReplayEffect::SetStage(s.clone()),
         None => ReplayEffect::Nothing,
     }
-}
-
-// ---------------------------------------------------------------- plane
-
-/// Consumes one unit of Plane budget: Ok(remaining to report) or Err (429).
-fn take_budget(w: &mut World) -> Result<i64, ()> {
-    let rl = &mut w.scenario.rate_limit;
-    if let Some(v) = rl.sequence.pop_front() {
-        rl.remaining = v.max(0);
-        return if v < 0 { Err(()) } else { Ok(v) };
-    }
-    if rl.remaining <= 0 {
-        return Err(());
-    }
-    rl.remaining -= 1;
-    Ok(rl.remaining)
-}
-
-fn plane(w: &mut World, t: &Target, req: &Request) -> Reply {
-    if req.header("x-api-key") != Some(w.plane_api_key.as_str()) {
-        return Reply::json(
-            401,
-            &json!({"detail": "Authentication credentials were not provided."}),
-        );
-    }
-    let reset = (w.now().unix_timestamp() + w.rate_limit.reset_in_s as i64).to_string();
-    let remaining = match take_budget(w) {
-        Ok(r) => r,
-        Err(()) => {
-            return Reply::json(429, &plane_429())
-                .with_header("Retry-After", w.rate_limit.reset_in_s.to_string())
-                .with_header("X-RateLimit-Remaining", "0".into())
-                .with_header("X-RateLimit-Reset", reset);
-        }
-    };
-    plane_route(w, t, req)
-        .with_header("X-RateLimit-Remaining", remaining.to_string())
-        .with_header("X-RateLimit-Reset", reset)
-}
-
-fn plane_route(w: &mut World, t: &Target, req: &Request) -> Reply {
-    let (ws, project) = match t {
-        Target::States { ws, project }
-        | Target::Items { ws, project }
-        | Target::Item { ws, project, .. }
-        | Target::Patch { ws, project, .. } => (ws, project),
-        _ => return Reply::json(404, &json!({"error": "Page not found."})),
-    };
-    if *ws != w.plane_workspace {
-        return Reply::json(404, &json!({"error": "Workspace not found"}));
-    }
-    let Some(pi) = w.projects.iter().position(|p| p.id == *project) else {
-        return Reply::json(404, &json!({"error": "Project not found"}));
-    };
-    let expand_state = req
-        .query_param("expand")
-        .is_some_and(|e| e.split(',').any(|x| x.trim() == "state"));
-    match t {
-        Target::States { .. } => {
-            let states: Vec<Value> = w.projects[pi]
-                .states
-                .iter()
-                .map(|s| {
-                    json!({"id": s.id, "name": s.name, "group": s.group, "sequence": s.sequence,
-                           "color": "#60646C", "default": false, "project": w.projects[pi].id,
-                           "workspace": w.plane_workspace_id})
-                })
-                .collect();
-            paginate(req, states)
-        }
-        Target::Items { .. } => {
-            let mut issues = w.projects[pi].issues.clone();
-            match req.query_param("order_by").as_deref() {
-                Some("-updated_at") => {
-                    issues.sort_by_key(|i| (i.updated_ago_s, -i.sequence_id));
-                }
-                Some("updated_at") => {
-                    issues.sort_by_key(|i| (-i.updated_ago_s, i.sequence_id));
-                }
-                Some("-sequence_id") => issues.sort_by_key(|i| -i.sequence_id),
-                _ => issues.sort_by_key(|i| i.sequence_id),
-            }
-            let items = issues
-                .iter()
-                .map(|i| w.issue_json(pi, i, expand_state))
-                .collect();
-            paginate(req, items)
-        }
-        Target::Item { id, .. } => match w.projects[pi].issues.iter().find(|i| i.id == *id) {
-            Some(i) => Reply::json(200, &w.issue_json(pi, i, expand_state)),
-            None => Reply::json(404, &json!({"error": "Issue not found"})),
-        },
-        Target::Patch { id, .. } => patch(w, pi, id, req),
-        _ => Reply::json(404, &json!({"error": "Page not found."})),
-    }
-}
-
-fn patch(w: &mut World, pi: usize, id: &str, req: &Request) -> Reply {
-    let Some(ii) = w.projects[pi].issues.iter().position(|i| i.id == id) else {
-        return Reply::json(404, &json!({"error": "Issue not found"}));
-    };
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&req.body) else {
-        return Reply::json(400, &json!({"error": "body must be a JSON object"}));
-    };
-    let now = w.now_ago();
-    if let Some(s) = body.get("state") {
-        let Some(sid) = s
-            .as_str()
-            .filter(|sid| w.projects[pi].states.iter().any(|st| st.id == *sid))
-        else {
-            return Reply::json(
-                400,
-                &json!({"state": [format!("Invalid pk \"{s}\" - object does not exist.")]}),
-            );
-        };
-        w.projects[pi].issues[ii].state = sid.to_string();
-    }
-    if let Some(n) = body.get("name").and_then(Value::as_str) {
-        w.projects[pi].issues[ii].name = n.to_string();
-    }
-    w.projects[pi].issues[ii].updated_ago_s = now;
-    let issue = w.projects[pi].issues[ii].clone();
-    Reply::json(200, &w.issue_json(pi, &issue, false))
-}
-
-/// Plane's cursor pagination: cursor `"{per_page}:{page}:{is_prev}"`; the
-/// next cursor is present even on the last page (`next_page_results` says).
-fn paginate(req: &Request, items: Vec<Value>) -> Reply {
-    let bad = |msg: &str| Reply::json(400, &json!({"error": msg}));
-    let per_page = match req.query_param("per_page") {
-        None => 100,
-        Some(p) => match p.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => return bad("Invalid per_page value. Must be between 1 and 1000."),
-        },
-    };
-    let (value, page) = match req.query_param("cursor").filter(|c| !c.is_empty()) {
-        None => (per_page, 0usize),
-        Some(c) => {
-            let parts: Vec<&str> = c.split(':').collect();
-            match parts[..] {
-                [v, p, prev] if prev == "0" || prev == "1" => {
-                    match (v.parse::<usize>(), p.parse::<usize>()) {
-                        (Ok(v), Ok(p)) if v >= 1 => (v, p),
-                        _ => return bad("Invalid cursor parameter."),
-                    }
-                }
-                _ => return bad("Invalid cursor parameter."),
-            }
-        }
-    };
-    let total = items.len();
-    let offset = value.saturating_mul(page).min(total);
-    let end = offset.saturating_add(per_page).min(total);
-    let results: Vec<Value> = items[offset..end].to_vec();
-    Reply::json(
-        200,
-        &json!({
-            "grouped_by": null,
-            "sub_grouped_by": null,
-            "total_count": total,
-            "next_cursor": format!("{per_page}:{}:0", page + 1),
-            "prev_cursor": format!("{per_page}:{}:1", page as i64 - 1),
-            "next_page_results": end < total,
-            "prev_page_results": page > 0,
-            "count": results.len(),
-            "total_pages": total.div_ceil(per_page),
-            "total_results": total,
-            "extra_stats": null,
-            "results": results,
-        }),
-    )
 }
 
 // ---------------------------------------------------------------- telegram
