@@ -6,9 +6,10 @@ mod support;
 use reconcile::sim::{SimProject, SimTask, sim_uuid};
 use support::*;
 
-/// 2 projects × 250 issues at per_page 100, one stuck task in each.
+/// 2 projects × 250 issues, one stuck task in each; `[plane] per_page`
+/// left at its default (1000, Plane's maximum).
 fn fleet() -> Test {
-    let mut t = Test::new().set("plane", "per_page", "100");
+    let mut t = Test::new();
     let mut ops = SimProject::new(&sim_uuid(&["project", "OPS"]), "OPS", "acme/ops");
     let stuck_ops = ops.add_issue(1, "In Progress", 2 * HOUR);
     for seq in 2..=250 {
@@ -42,8 +43,20 @@ fn set_full_resync(stack: &Stack, secs: u64) {
 fn cold_warm_and_full_resync_ticks_cost_exactly_what_the_design_says() {
     let stack = fleet().start();
     stack.tick(&["all"]).code(0);
-    assert_eq!(plane_requests(&stack), 8, "cold: 2 states + 2 × 3 pages");
+    // At per_page 1000 a project of 250 issues is one page (it was 3 at 100).
+    assert_eq!(plane_requests(&stack), 4, "cold: 2 states + 2 × 1 page");
     assert_eq!(stack.count(Route::PlaneItem), 0, "no per-task issue GETs");
+    for r in stack.sim.requests_to(Route::PlaneItems) {
+        assert!(r.query.contains("per_page=1000"), "{}", r.query);
+        assert!(
+            r.query
+                .contains("fields=id,name,sequence_id,state,updated_at,project,workspace"),
+            "{}",
+            r.query
+        );
+        assert!(!r.query.contains("expand="), "{}", r.query);
+        assert_eq!(r.header("accept-encoding"), Some("gzip"));
+    }
 
     stack.sim.clear_requests();
     stack.tick(&["all"]).code(0);
@@ -52,6 +65,11 @@ fn cold_warm_and_full_resync_ticks_cost_exactly_what_the_design_says() {
         2,
         "warm: one incremental page per project"
     );
+    for r in stack.sim.requests_to(Route::PlaneItems) {
+        assert!(r.query.contains("per_page=100&"), "{}", r.query);
+        assert!(r.query.contains("order_by=-updated_at"), "{}", r.query);
+        assert!(r.query.contains("fields="), "{}", r.query);
+    }
 
     set_full_resync(&stack, 0);
     stack.sim.clear_requests();
@@ -59,11 +77,11 @@ fn cold_warm_and_full_resync_ticks_cost_exactly_what_the_design_says() {
     run.code(0);
     assert_eq!(
         plane_requests(&stack),
-        6,
-        "full resync: 2 × 3 pages, states cached"
+        2,
+        "full resync: 2 × 1 page, states cached"
     );
     let projects = run.json()["plane"]["projects"].clone();
-    assert_eq!(projects[0]["requests"], 3);
+    assert_eq!(projects[0]["requests"], 1);
     assert_eq!(projects[0]["issues_listed"], 250);
 }
 
@@ -89,6 +107,55 @@ fn an_issue_changed_between_ticks_is_seen_on_the_next_warm_tick_and_acted_on() {
     assert_eq!(plane_requests(&stack), 2);
     assert_eq!(run.plane_outcome(200), "verdict_applied");
     assert_eq!(stack.stage(200), "done");
+}
+
+#[test]
+fn a_full_listing_honours_a_smaller_per_page_and_the_replay_has_what_it_needs() {
+    let stack = fleet()
+        .set("plane", "per_page", "100")
+        .issue_with_task(300, "Approved", "review")
+        .start();
+    let run = stack.tick(&["all"]);
+    run.code(0);
+    assert_eq!(
+        plane_requests(&stack),
+        8,
+        "cold: 2 states + 2 × 3 pages of 100"
+    );
+    // ET-300 is Approved, its task still in review: F-2 replays the
+    // verdict from the mirror's copy of the issue.
+    assert_eq!(run.plane_outcome(300), "verdict_applied");
+    let hook = stack.sim.requests_to(Route::OrchWebhook).pop().unwrap();
+    let data = hook.json().unwrap()["data"].clone();
+    let approved = stack
+        .sim
+        .inspect(|w| w.projects[0].state_id("Approved").unwrap());
+    assert_eq!(data["id"], issue_id(300).as_str());
+    assert_eq!(data["name"], "Work item ET-300");
+    assert_eq!(data["sequence_id"], 300);
+    assert_eq!(data["project"], pid().as_str());
+    let ws = stack.sim.scenario().plane_workspace_id;
+    assert_eq!(data["workspace"], ws.as_str());
+    assert_eq!(hook.json().unwrap()["workspace_id"], ws.as_str());
+    assert_eq!(
+        data["state"],
+        serde_json::json!({"id": approved, "name": "Approved", "group": "started"})
+    );
+    assert!(data["updated_at"].is_string());
+    let mut keys: Vec<String> = data.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "name",
+            "project",
+            "sequence_id",
+            "state",
+            "updated_at",
+            "workspace"
+        ]
+    );
 }
 
 #[test]
@@ -163,5 +230,5 @@ fn a_gate_tick_reads_only_the_projects_it_needs() {
     let stack = fleet().scenario(|s| s.tasks.retain(|t| t.id == 1)).start();
     stack.tick(&["gate"]).code(0);
     // Only ET has a task that passed the local guards.
-    assert_eq!(plane_requests(&stack), 4, "ET: states + 3 pages");
+    assert_eq!(plane_requests(&stack), 2, "ET: states + 1 page");
 }

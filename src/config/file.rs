@@ -301,7 +301,7 @@ pub(super) fn build(
         workspace,
         api_key: None,
         items_path,
-        per_page: in_range("[plane]", "per_page", p.per_page.unwrap_or(100), 1, 1000)? as u32,
+        per_page: in_range("[plane]", "per_page", p.per_page.unwrap_or(1000), 1, 1000)? as u32,
         rate_reserve: in_range(
             "[plane]",
             "rate_reserve",

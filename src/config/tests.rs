@@ -82,7 +82,7 @@ fn minimal_defaults() {
     assert_eq!(c.plane.items_path, "work-items");
     assert_eq!(
         (c.plane.per_page, c.plane.rate_reserve, c.plane.concurrency),
-        (100, 10, 4)
+        (1000, 10, 4)
     );
     assert_eq!(
         (c.plane.full_resync_s, c.plane.resync_overlap_s),

@@ -22,6 +22,25 @@ fn seg(id: &str) -> String {
 /// A longer Retry-After defers the unit instead of holding the tick.
 const MAX_RATE_WAIT_S: u64 = 30;
 
+/// What a listing asks Plane for (`fields=`): what the mirror keeps and a
+/// replay re-sends; everything else is bytes nobody reads.
+pub const ISSUE_FIELDS: [&str; 7] = [
+    "id",
+    "name",
+    "sequence_id",
+    "state",
+    "updated_at",
+    "project",
+    "workspace",
+];
+
+/// Plane's largest page (and its default).
+pub const MAX_PER_PAGE: u32 = 1000;
+
+/// An incremental sync's page: a minute's changes fit in one, and a
+/// larger page would only carry unchanged issues.
+pub const INCREMENTAL_PER_PAGE: u32 = 100;
+
 /// Why a Plane call did not give an answer.
 #[derive(Debug, Clone)]
 pub enum PlaneFailure {
@@ -301,15 +320,26 @@ impl Plane {
             .collect()
     }
 
-    /// Every issue of a project, `state` expanded.
-    pub fn issues(&self, project: &str) -> Result<Vec<Result<Issue, String>>, PlaneFailure> {
-        let url = format!(
-            "{}/{}/{}/?per_page={}&expand=state",
+    /// Pages of a full listing: Plane's largest unless `[plane] per_page`
+    /// is smaller.
+    pub fn full_per_page(&self) -> u32 {
+        self.per_page.clamp(1, MAX_PER_PAGE)
+    }
+
+    fn items_url(&self, project: &str, per_page: u32) -> String {
+        format!(
+            "{}/{}/{}/?per_page={per_page}&fields={}",
             self.base,
             seg(project),
             self.items_path,
-            self.per_page
-        );
+            ISSUE_FIELDS.join(",")
+        )
+    }
+
+    /// Every issue of a project, trimmed to `ISSUE_FIELDS` (the state as
+    /// its uuid).
+    pub fn issues(&self, project: &str) -> Result<Vec<Result<Issue, String>>, PlaneFailure> {
+        let url = self.items_url(project, self.full_per_page());
         Ok(self
             .list(&url)?
             .into_iter()
@@ -324,13 +354,8 @@ impl Plane {
         project: &str,
         boundary: time::OffsetDateTime,
     ) -> Result<Vec<Result<Issue, String>>, PlaneFailure> {
-        let first = format!(
-            "{}/{}/{}/?per_page={}&expand=state&order_by=-updated_at",
-            self.base,
-            seg(project),
-            self.items_path,
-            self.per_page
-        );
+        let per_page = self.per_page.min(INCREMENTAL_PER_PAGE);
+        let first = format!("{}&order_by=-updated_at", self.items_url(project, per_page));
         let mut seen_cursors: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         let mut url = first.clone();

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::{Blind, Store, Tick};
 use crate::config::{Config, Project};
 use crate::core::states::{PlaneState, StateMap, merge_state_names};
-use crate::peers::plane::{Issue, Plane};
+use crate::peers::plane::{ISSUE_FIELDS, Issue, Plane};
 use crate::store::{Mirror, MirrorIssue};
 
 /// One project as this tick sees it. Issues carry no raw JSON (a replay
@@ -65,16 +65,12 @@ struct Sync {
     bad: Vec<String>,
 }
 
-/// Fields Plane returns that a replay does not need and the mirror should
-/// not carry (they can be large).
-const HEAVY_FIELDS: [&str; 3] = ["description_html", "description_binary", "description"];
-
-/// An issue as listed, ready for the sidecar: slimmed raw JSON as text.
+/// An issue as listed, ready for the sidecar: its raw JSON as text, cut
+/// to the fields asked for (a server that ignores `fields=` must not
+/// bloat the mirror).
 fn to_mirror(mut issue: Issue) -> MirrorIssue {
     if let Value::Object(m) = &mut issue.raw {
-        for f in HEAVY_FIELDS {
-            m.remove(f);
-        }
+        m.retain(|k, _| ISSUE_FIELDS.contains(&k.as_str()));
     }
     MirrorIssue {
         sequence_id: issue.raw.get("sequence_id").and_then(Value::as_i64),
