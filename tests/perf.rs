@@ -122,7 +122,7 @@ fn a_full_listing_honours_a_smaller_per_page_and_the_replay_has_what_it_needs() 
         8,
         "cold: 2 states + 2 × 3 pages of 100"
     );
-    // ET-300 is Approved, its task still in review: F-2 replays the
+    // ET-300 is Approved, its task still in review: the Plane pass replays the
     // verdict from the mirror's copy of the issue.
     assert_eq!(run.plane_outcome(300), "verdict_applied");
     let hook = stack.sim.requests_to(Route::OrchWebhook).pop().unwrap();
