@@ -424,6 +424,44 @@ fn promtool_accepts_the_textfile_of_a_tick() {
     assert!(out.trim().is_empty(), "{out}");
 }
 
+#[test]
+fn the_plane_gauges_count_unread_projects_and_age_the_oldest_sync() {
+    let metrics = tempfile::tempdir().unwrap();
+    let prom = metrics.path().join("reconcile.prom");
+    let stack = with_textfile(Test::new().issue_with_task(8, "Approved", "review"), &prom).start();
+    stack.tick(&["plane"]).code(0);
+    let m = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
+    assert_eq!(m["reconcile_plane_projects_unread"], 0.0);
+    assert!(m["reconcile_plane_oldest_sync_age_seconds"] < 60.0, "{m:?}");
+
+    // The last sync moved years back, then the listing fails: the project
+    // is unread and its sync as old as it is.
+    let db = rusqlite::Connection::open(stack.state_path()).unwrap();
+    let synced: String = db
+        .query_row("SELECT last_started_at FROM mirror_sync", [], |r| r.get(0))
+        .unwrap();
+    let old = format!("2020{}", &synced[4..]);
+    db.execute("UPDATE mirror_sync SET last_started_at = ?1", [&old])
+        .unwrap();
+    drop(db);
+    stack.sim.update(|w| {
+        w.scenario
+            .set_always_fault(Route::PlaneItems, Some(Fault::status(503)))
+    });
+    stack.tick(&["plane"]);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let m = parse_prometheus(&text);
+    assert_eq!(m["reconcile_plane_projects_unread"], 1.0, "{text}");
+    assert!(
+        m["reconcile_plane_oldest_sync_age_seconds"] > 365.0 * 86_400.0,
+        "{text}"
+    );
+    // A gate-only tick says nothing about Plane.
+    stack.tick(&["gate"]).code(0);
+    let m = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
+    assert!(!m.contains_key("reconcile_plane_projects_unread"), "{m:?}");
+}
+
 /// Every `reconcile_…` name in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();

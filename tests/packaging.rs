@@ -344,6 +344,8 @@ fn the_deb_installs_binary_pages_units_config_and_completions() {
         "usr/share/bash-completion/completions/reconcile",
         "usr/share/zsh/vendor-completions/_reconcile",
         "usr/share/fish/vendor_completions.d/reconcile.fish",
+        "usr/share/doc/reconcile/prometheus/reconcile-alerts.yml",
+        "usr/share/doc/reconcile/grafana/reconcile-dashboard.json",
     ] {
         assert!(targets.contains(t), "the .deb does not install {t}");
     }
