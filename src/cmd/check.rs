@@ -24,7 +24,7 @@ use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::{Orchestrator, Task};
 use crate::peers::plane::Plane;
 use crate::peers::telegram::Telegram;
-use crate::store::{self, Sidecar};
+use crate::store::{self, SidecarReader};
 
 /// The keys the Plane pass acts on: a project without them cannot start, resume or
 /// apply a verdict.
@@ -332,7 +332,7 @@ pub fn state_rows(map: &StateMap) -> Vec<StateRow> {
 }
 
 fn sidecar_probe(path: &Path) -> Probe {
-    match Sidecar::open_read_only(path) {
+    match SidecarReader::open(path) {
         Ok(Some(s)) => match s.snapshot() {
             Ok(snap) => Probe {
                 name: "sidecar",

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::cli::{Cli, Format};
 use crate::cmd;
-use crate::store::{HistoryRow, Sidecar, TickRow};
+use crate::store::{HistoryRow, SidecarReader, TickRow};
 
 pub fn run(cli: &Cli, limit: usize, since: Option<Duration>) -> anyhow::Result<ExitCode> {
     let cfg = cmd::optional_config(cli, "history");
@@ -26,7 +26,7 @@ pub fn run(cli: &Cli, limit: usize, since: Option<Duration>) -> anyhow::Result<E
         }
         None => None,
     };
-    let (unblocks, ticks) = match Sidecar::open_read_only(&path)? {
+    let (unblocks, ticks) = match SidecarReader::open(&path)? {
         Some(s) => s.history(limit, since)?,
         None => (Vec::new(), Vec::new()),
     };

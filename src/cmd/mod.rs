@@ -14,7 +14,7 @@ use anyhow::Context as _;
 
 use crate::cli::{Cli, Command, Format, OutboxAction};
 use crate::config::{self, Config, ConfigError};
-use crate::store::{self, LockBusy, Sidecar, SidecarError};
+use crate::store::{self, LockBusy, SidecarError, SidecarReader};
 use crate::tick;
 
 pub const EX_UNAVAILABLE: u8 = 69;
@@ -168,7 +168,7 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
         ),
     };
     let state_path = state_path(cli, cfg.as_ref());
-    let snapshot = match Sidecar::open_read_only(&state_path)? {
+    let snapshot = match SidecarReader::open(&state_path)? {
         Some(s) => s.snapshot()?,
         None => store::Snapshot::default(),
     };

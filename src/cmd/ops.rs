@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::cli::{Cli, Format};
 use crate::cmd;
-use crate::store::{self, OutboxStatus, Sidecar, TickLock};
+use crate::store::{self, OutboxStatus, Sidecar, SidecarReader, TickLock};
 
 /// The sidecar path for a command that may write: a config that exists
 /// must be valid (78), as for a tick.
@@ -35,7 +35,7 @@ fn writable_state_path(cli: &Cli) -> anyhow::Result<PathBuf> {
 /// Lock, then open live; `None` when there is no sidecar yet (nothing to
 /// change, and nothing is created).
 fn open_locked(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Option<(TickLock, Sidecar)>> {
-    if Sidecar::open_read_only(path)?.is_none() {
+    if SidecarReader::open(path)?.is_none() {
         return Ok(None);
     }
     let lock = TickLock::acquire(path, Duration::from_secs(cli.wait_lock))
@@ -46,7 +46,7 @@ fn open_locked(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Option<(Tick
 pub fn outbox_list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = cmd::optional_config(cli, "outbox list");
     let path = cmd::state_path(cli, cfg.as_ref());
-    let messages = match Sidecar::open_read_only(&path)? {
+    let messages = match SidecarReader::open(&path)? {
         Some(s) => s.list_outbox()?,
         None => Vec::new(),
     };
@@ -107,13 +107,13 @@ fn done(cli: &Cli, value: serde_json::Value, text: String, ok: bool) -> ExitCode
 /// Drops one queued message. Exit 1 when no queued message has that id.
 pub fn outbox_drop(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
     let path = writable_state_path(cli)?;
-    let queued = |s: &Sidecar| -> anyhow::Result<bool> {
+    let queued = |s: &SidecarReader| -> anyhow::Result<bool> {
         Ok(s.list_outbox()?
             .iter()
             .any(|m| m.id == id && m.status == OutboxStatus::Queued))
     };
     let (found, dropped) = if cli.dry_run {
-        let found = match Sidecar::open_read_only(&path)? {
+        let found = match SidecarReader::open(&path)? {
             Some(s) => queued(&s)?,
             None => false,
         };
@@ -145,7 +145,7 @@ pub fn outbox_drop(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
 pub fn forget(cli: &Cli, key: &str) -> anyhow::Result<ExitCode> {
     let path = writable_state_path(cli)?;
     let (found, forgotten) = if cli.dry_run {
-        let found = match Sidecar::open_read_only(&path)? {
+        let found = match SidecarReader::open(&path)? {
             Some(s) => s.last_announced(key)?.is_some(),
             None => false,
         };

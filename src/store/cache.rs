@@ -1,43 +1,14 @@
-//! Schema v2: what the sidecar keeps so that a warm tick costs Plane about
-//! one request per project (docs/plane.md), and the dependency cycles
-//! already alerted (docs/decisions.md).
+//! What the sidecar keeps so that a warm tick costs Plane about one request
+//! per project (docs/plane.md): each project's states and a mirror of its
+//! issues.
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{MessageKind, Result, Sidecar, format_ts, insert_message};
+use super::errors::Result;
+use super::{Sidecar, SidecarReader, format_ts};
 use crate::core::states::PlaneState;
-
-pub(super) const MIGRATION_V2: &str = "
-CREATE TABLE states_cache (
-    project_id  TEXT PRIMARY KEY,
-    fetched_at  TEXT NOT NULL,
-    states_json TEXT NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE mirror_sync (
-    project_id      TEXT PRIMARY KEY,
-    last_full_at    TEXT NOT NULL,
-    last_started_at TEXT NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE mirror_issue (
-    project_id  TEXT NOT NULL,
-    issue_id    TEXT NOT NULL,
-    state       TEXT,
-    updated_at  TEXT,
-    sequence_id INTEGER,
-    raw_json    TEXT NOT NULL,
-    PRIMARY KEY (project_id, issue_id)
-) WITHOUT ROWID;
-
-CREATE TABLE cycles (
-    key        TEXT PRIMARY KEY,
-    alerted_at TEXT NOT NULL,
-    text       TEXT NOT NULL
-) WITHOUT ROWID;
-";
 
 /// One issue of the mirror: what the passes read, and (when written, or
 /// read one at a time for a replay) the issue as Plane returned it, as JSON
@@ -61,20 +32,11 @@ pub struct Mirror {
     pub issues: Vec<MirrorIssue>,
 }
 
-/// A dependency cycle already alerted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownCycle {
-    pub key: String,
-    pub alerted_at: String,
-}
-
 fn ts(text: &str) -> OffsetDateTime {
     crate::core::timestamp::parse(text).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-impl Sidecar {
-    // -- states cache ----------------------------------------------------
-
+impl SidecarReader {
     /// A project's cached states and when they were fetched.
     pub fn cached_states(
         &self,
@@ -92,27 +54,6 @@ impl Sidecar {
         // An unreadable entry is a miss, never an error: it is refetched.
         Ok(row.and_then(|(at, json)| serde_json::from_str(&json).ok().map(|s| (ts(&at), s))))
     }
-
-    /// Replaces a project's cached states.
-    pub fn store_states(
-        &mut self,
-        project_id: &str,
-        states: &[PlaneState],
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        let json = serde_json::to_string(states).unwrap_or_else(|_| "[]".into());
-        let now = format_ts(now);
-        self.write("store the states cache", |tx| {
-            tx.execute(
-                "INSERT INTO states_cache (project_id, fetched_at, states_json) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(project_id) DO UPDATE SET fetched_at = ?2, states_json = ?3",
-                params![project_id, now, json],
-            )?;
-            Ok(())
-        })
-    }
-
-    // -- issue mirror ----------------------------------------------------
 
     pub fn mirror(&self, project_id: &str) -> Result<Option<Mirror>> {
         let conn = self.conn()?;
@@ -164,6 +105,27 @@ impl Sidecar {
             .map_err(self.err("reading the issue mirror"))?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
+}
+
+impl Sidecar {
+    /// Replaces a project's cached states.
+    pub fn store_states(
+        &mut self,
+        project_id: &str,
+        states: &[PlaneState],
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let json = serde_json::to_string(states).unwrap_or_else(|_| "[]".into());
+        let now = format_ts(now);
+        self.write("store the states cache", |tx| {
+            tx.execute(
+                "INSERT INTO states_cache (project_id, fetched_at, states_json) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(project_id) DO UPDATE SET fetched_at = ?2, states_json = ?3",
+                params![project_id, now, json],
+            )?;
+            Ok(())
+        })
+    }
 
     /// Records a sync that started at `started`: a full one replaces the
     /// project's mirror (issues no longer listed are dropped), an
@@ -200,67 +162,6 @@ impl Sidecar {
             Ok(())
         })
     }
-
-    // -- dependency cycles -----------------------------------------------
-
-    pub fn known_cycles(&self) -> Result<Vec<KnownCycle>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT key, alerted_at FROM cycles ORDER BY key")
-            .map_err(self.err("reading the known cycles"))?;
-        stmt.query_map([], |r| {
-            Ok(KnownCycle {
-                key: r.get(0)?,
-                alerted_at: r.get(1)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.err("reading the known cycles"))
-    }
-
-    /// Remembers a cycle and, when `queue`, queues its alert: one
-    /// transaction, so a cycle is never remembered without its alert.
-    pub fn record_cycle(
-        &mut self,
-        key: &str,
-        text: &str,
-        queue: bool,
-        now: OffsetDateTime,
-    ) -> Result<Option<i64>> {
-        let now = format_ts(now);
-        self.write("record a dependency cycle", |tx| {
-            tx.execute(
-                "INSERT OR REPLACE INTO cycles (key, alerted_at, text) VALUES (?1, ?2, ?3)",
-                params![key, now, text],
-            )?;
-            if queue {
-                insert_message(tx, MessageKind::Cycle, text, text, &now, None).map(Some)
-            } else {
-                Ok(None)
-            }
-        })
-    }
-
-    /// Forgets every known cycle not in `present`, so a recurrence alerts
-    /// again. Call only after a successfully fetched task list.
-    pub fn forget_cycles_except(&mut self, present: &[String]) -> Result<usize> {
-        let known = self.known_cycles()?;
-        let gone: Vec<String> = known
-            .into_iter()
-            .map(|c| c.key)
-            .filter(|k| !present.contains(k))
-            .collect();
-        if gone.is_empty() {
-            return Ok(0);
-        }
-        self.write("forget dependency cycles", |tx| {
-            let mut n = 0;
-            for k in &gone {
-                n += tx.execute("DELETE FROM cycles WHERE key = ?1", [k])?;
-            }
-            Ok(n)
-        })
-    }
 }
 
 #[cfg(test)]
@@ -270,11 +171,7 @@ mod tests {
 
     const T0: OffsetDateTime = datetime!(2026-11-27 10:00 UTC);
 
-    fn open() -> (tempfile::TempDir, Sidecar) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sidecar::open(dir.path().join("s.sqlite")).unwrap();
-        (dir, s)
-    }
+    use crate::store::tests::open;
 
     fn issue(id: &str, state: &str) -> MirrorIssue {
         MirrorIssue {
@@ -344,30 +241,13 @@ mod tests {
     }
 
     #[test]
-    fn cycles_are_remembered_with_their_alert_and_forgotten_when_gone() {
-        let (_d, mut s) = open();
-        let id = s.record_cycle("1,2", "⛔ cycle", true, T0).unwrap();
-        assert!(id.is_some());
-        assert_eq!(s.pending_count().unwrap(), 1);
-        s.record_cycle("5,6", "⛔ other", false, T0).unwrap();
-        assert_eq!(s.known_cycles().unwrap().len(), 2);
-        assert_eq!(s.forget_cycles_except(&["5,6".into()]).unwrap(), 1);
-        let known: Vec<String> = s
-            .known_cycles()
-            .unwrap()
-            .into_iter()
-            .map(|c| c.key)
-            .collect();
-        assert_eq!(known, vec!["5,6".to_string()]);
-    }
-
-    #[test]
     fn a_v1_sidecar_migrates_to_v2_keeping_its_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(super::super::MIGRATION_V1).unwrap();
+            conn.execute_batch(crate::store::schema::MIGRATION_V1)
+                .unwrap();
             conn.execute(
                 "INSERT INTO counters (name, value) VALUES ('unblocked_total', 7)",
                 [],

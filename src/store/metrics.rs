@@ -1,4 +1,4 @@
-//! Schema v3: the labelled counters of the metrics textfile
+//! The labelled counters of the metrics textfile
 //! (`reconcile_units_total{pass,outcome,reason}`, `reconcile_requests_total{peer}`,
 //! `reconcile_ticks_total{exit_code}`), cumulative since the sidecar was
 //! created. They live here, not in the textfile, so that a counter never goes
@@ -8,15 +8,6 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
-
-pub(super) const MIGRATION_V3: &str = "
-CREATE TABLE metric_series (
-    family TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    value  INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (family, labels)
-) WITHOUT ROWID;
-";
 
 /// One series: a metric family and its label pairs, sorted by name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,7 +115,7 @@ mod tests {
 
     fn conn() -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(MIGRATION_V3).unwrap();
+        c.execute_batch(crate::store::schema::MIGRATION_V3).unwrap();
         c
     }
 
@@ -174,7 +165,7 @@ mod tests {
             sc.finish_tick(&rec, t0).unwrap();
             sc.close().unwrap();
         }
-        let sc = Sidecar::open_read_only(&path).unwrap().unwrap();
+        let sc = crate::store::SidecarReader::open(&path).unwrap().unwrap();
         assert_eq!(sc.snapshot().unwrap().series, BTreeMap::from([(ok, 2)]));
     }
 

@@ -23,7 +23,7 @@ use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::{Advance, BadTask, Orchestrator, Task};
 use crate::peers::plane::{Plane, PlaneFailure};
 use crate::peers::telegram::Telegram;
-use crate::store::{self, Sidecar, TickLock};
+use crate::store::{self, Handle as Store, Sidecar, SidecarReader, TickLock};
 
 mod cycles;
 mod fetch;
@@ -54,22 +54,6 @@ pub struct Options {
     pub command: Command,
     pub dry_run: bool,
     pub wait_lock: Duration,
-}
-
-/// The sidecar as this tick may use it.
-enum Store {
-    Live(Sidecar),
-    /// Dry-run: read-only, or nothing when there is no sidecar yet.
-    ReadOnly(Option<Sidecar>),
-}
-
-impl Store {
-    fn reader(&self) -> Option<&Sidecar> {
-        match self {
-            Store::Live(s) => Some(s),
-            Store::ReadOnly(s) => s.as_ref(),
-        }
-    }
 }
 
 /// A Plane-side resolution that failed, remembered for the tick.
@@ -146,7 +130,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
     let path = &cfg.state.path;
 
     let (_lock, store) = if opts.dry_run {
-        (None, Store::ReadOnly(Sidecar::open_read_only(path)?))
+        (None, Store::ReadOnly(SidecarReader::open(path)?))
     } else {
         let lock =
             TickLock::acquire(path, opts.wait_lock).map_err(store::LockError::into_anyhow)?;

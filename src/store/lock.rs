@@ -1,0 +1,82 @@
+//! One tick at a time: an exclusive lock beside the sidecar.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::errors::{LockBusy, LockError, SidecarError, SidecarErrorKind};
+use super::file::{check_parent, refuse_root_in_foreign_dir};
+
+/// How often [`TickLock::acquire`] retries while waiting.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// `<state path>.lock`.
+pub fn lock_path(state_path: &Path) -> PathBuf {
+    let mut s = state_path.as_os_str().to_os_string();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// One tick at a time (docs/sidecar.md): an exclusive lock on
+/// `<state path>.lock`, held until dropped.
+#[derive(Debug)]
+pub struct TickLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl TickLock {
+    /// Take the lock, retrying every 100 ms for up to `wait`
+    /// (`Duration::ZERO`: one attempt). Creates the lock file if missing;
+    /// its directory must exist.
+    pub fn acquire(state_path: &Path, wait: Duration) -> Result<TickLock, LockError> {
+        let path = lock_path(state_path);
+        check_parent(&path).map_err(LockError::Sidecar)?;
+        refuse_root_in_foreign_dir(&path).map_err(LockError::Sidecar)?;
+        // flock needs no write access: an existing lock file is only read,
+        // so a lock file made by another user does not get in the way.
+        let file = OpenOptions::new()
+            .read(true)
+            .open(&path)
+            .or_else(|_| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+            })
+            .map_err(|e| {
+                LockError::Sidecar(SidecarError::new(
+                    &path,
+                    SidecarErrorKind::Io,
+                    format!("cannot open the lock file: {e}"),
+                ))
+            })?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(TickLock { _file: file, path }),
+                Err(TryLockError::WouldBlock) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(LockError::Busy(LockBusy { path }));
+                    }
+                    std::thread::sleep(LOCK_POLL.min(deadline - now));
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(LockError::Sidecar(SidecarError::new(
+                        &path,
+                        SidecarErrorKind::Io,
+                        format!("cannot lock the lock file: {e}"),
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

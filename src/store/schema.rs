@@ -1,0 +1,180 @@
+//! The schema and its migrations, and the checks that keep this tool off a
+//! database that is not its own.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::errors::{Result, SidecarError, SidecarErrorKind};
+
+/// Schema migrations, oldest first; entry `i` takes `user_version` from `i`
+/// to `i + 1`. Append new versions; never edit a released one.
+const MIGRATIONS: &[&str] = &[MIGRATION_V1, MIGRATION_V2, MIGRATION_V3];
+
+/// The schema version this binary writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) const MIGRATION_V1: &str = "
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE dedup (
+    key        TEXT PRIMARY KEY,
+    stage      TEXT NOT NULL,
+    state_uuid TEXT,
+    touched_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dedup_touched_at ON dedup(touched_at);
+
+CREATE TABLE history (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           TEXT NOT NULL,
+    pass         TEXT NOT NULL CHECK (pass IN ('gate', 'plane')),
+    key          TEXT NOT NULL,
+    task_id      INTEGER,
+    issue_id     TEXT,
+    work_item_id TEXT,
+    stage        TEXT NOT NULL,
+    state_uuid   TEXT,
+    text         TEXT NOT NULL,
+    outbox_id    INTEGER REFERENCES outbox(id) ON DELETE SET NULL
+);
+CREATE INDEX history_at ON history(at);
+CREATE INDEX history_outbox_id ON history(outbox_id);
+
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at      TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('unblock', 'cycle')),
+    text            TEXT NOT NULL,
+    digest_line     TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error      TEXT,
+    status          TEXT NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'sent', 'dropped')),
+    sent_at         TEXT,
+    dropped_at      TEXT,
+    history_id      INTEGER REFERENCES history(id) ON DELETE SET NULL
+);
+CREATE INDEX outbox_status ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_history_id ON outbox(history_id);
+
+CREATE TABLE ticks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    counts      TEXT NOT NULL,
+    exit_code   INTEGER NOT NULL
+);
+CREATE INDEX ticks_started_at ON ticks(started_at);
+";
+
+/// What a warm tick needs so that it costs Plane about one request per
+/// project (the states cache and the issue mirror), and the dependency cycles
+/// already alerted.
+const MIGRATION_V2: &str = "
+CREATE TABLE states_cache (
+    project_id  TEXT PRIMARY KEY,
+    fetched_at  TEXT NOT NULL,
+    states_json TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE mirror_sync (
+    project_id      TEXT PRIMARY KEY,
+    last_full_at    TEXT NOT NULL,
+    last_started_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE mirror_issue (
+    project_id  TEXT NOT NULL,
+    issue_id    TEXT NOT NULL,
+    state       TEXT,
+    updated_at  TEXT,
+    sequence_id INTEGER,
+    raw_json    TEXT NOT NULL,
+    PRIMARY KEY (project_id, issue_id)
+) WITHOUT ROWID;
+
+CREATE TABLE cycles (
+    key        TEXT PRIMARY KEY,
+    alerted_at TEXT NOT NULL,
+    text       TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The labelled counters of the metrics textfile, cumulative since the
+/// sidecar was created (see `metrics.rs`).
+pub(super) const MIGRATION_V3: &str = "
+CREATE TABLE metric_series (
+    family TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (family, labels)
+) WITHOUT ROWID;
+";
+
+pub(super) fn user_version(conn: &Connection, path: &Path) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| SidecarError::sqlite(path, "", e))
+}
+
+pub(super) fn check_version(path: &Path, found: i64) -> Result<()> {
+    if found > SCHEMA_VERSION {
+        return Err(SidecarError::new(
+            path,
+            SidecarErrorKind::NewerSchema {
+                found,
+                known: SCHEMA_VERSION,
+            },
+            format!(
+                "schema version {found} is newer than this reconcile understands \
+                 ({SCHEMA_VERSION}); refusing to touch it"
+            ),
+        ));
+    }
+    if found < 0 {
+        return Err(SidecarError::new(
+            path,
+            SidecarErrorKind::Foreign,
+            format!("schema version {found} is not a reconcile sidecar's; refusing to touch it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Migrate forward to [`SCHEMA_VERSION`] in one IMMEDIATE transaction:
+/// every step or none.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let sql = |what: &'static str| move |e: rusqlite::Error| SidecarError::sqlite(path, what, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql("starting the migration"))?;
+    let from = user_version(&tx, path)?;
+    check_version(path, from)?;
+    if from == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        tx.execute_batch(step).map_err(|e| {
+            SidecarError::sqlite(path, &format!("migrating to schema version {}", i + 1), e)
+        })?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(sql("setting the schema version"))?;
+    tx.commit().map_err(sql("committing the migration"))?;
+    log::info!(
+        "sidecar {}: migrated schema {from} → {SCHEMA_VERSION}",
+        path.display()
+    );
+    Ok(())
+}
