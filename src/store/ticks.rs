@@ -45,7 +45,7 @@ pub struct TickRecord {
     pub exit_code: i32,
     /// Failed units (→ errors_total).
     pub errors: i64,
-    /// Terminal skips (→ skipped_terminal_total, the seed's counter).
+    /// Terminal skips (→ skipped_terminal_total, the original reconciler's counter).
     pub skipped_terminal: i64,
     /// Keys of the unblocks suppressed as duplicates this tick: deduped_total
     /// grows by their number and each key's de-dup row is touched (kept
