@@ -173,54 +173,50 @@ pub fn parse_python_int(s: &str) -> Result<i64, &'static str> {
     }
 }
 
-/// Parses the original's `reconcile_grace_overrides_json` with its never-raise
-/// contract and Python `int()` semantics: {stage: seconds} and
-/// the warnings (they name the variable and the key, never a value).
+/// Parses the original's `reconcile_grace_overrides_json` with its
+/// never-raise contract (docs/configuration.md): {stage: seconds} and the
+/// warnings (they name the variable and the key, never a value).
 ///
-/// Blank → {} without a warning (as the original). Invalid JSON or a non-object →
-/// one warning, {}. Per value: integers (outside i64 → ignored), finite
-/// floats truncated toward zero (outside i64 → ignored), true/false → 1/0,
-/// integer strings as Python `int()` reads them; anything else (null,
-/// arrays, objects, other strings, NaN, ±Infinity) → warning, key ignored.
-/// Duplicate keys: the last one wins, as in Python (even if it is invalid).
+/// Blank → {} without a warning (as the original). Invalid JSON (NaN and
+/// Infinity included) or a non-object → one warning, {}. Per value: a JSON
+/// number with no fractional part (`1800`, `1.9e3`, `-0.0`) within i64 →
+/// that grace; anything else (strings, booleans, fractions, null, arrays,
+/// objects, out of range) → warning, that key ignored. Duplicate keys: the
+/// last one wins, as in Python (even if it is invalid).
 ///
-/// JSON is read by a small parser of Python's `json.loads` grammar rather
-/// than serde_json: Python accepts the NaN / Infinity / -Infinity literals
-/// (and lone surrogate escapes, and numbers beyond f64 as ±inf), serde_json
-/// rejects them, which would turn one bad value into "invalid JSON" and lose
-/// every other key. With this parser only that key is dropped.
+/// The values are taken as raw JSON text so that integrality and range are
+/// decided on the decimal digits, exactly, not after a lossy f64 round trip
+/// (`9007199254740993` stays itself, `1e-400` is a fraction, not 0).
 pub fn parse_grace_overrides_json(raw: &str) -> (BTreeMap<String, i64>, Vec<String>) {
+    use serde_json::value::RawValue;
     let mut out = BTreeMap::new();
     let mut warnings = Vec::new();
     if raw.trim().is_empty() {
         return (out, warnings);
     }
-    let value = match json::parse(raw) {
-        Ok(v) => v,
+    let members: BTreeMap<String, Box<RawValue>> = match serde_json::from_str(raw) {
+        Ok(m) => m,
         Err(e) => {
-            warnings.push(format!(
-                "{GRACE_OVERRIDES_ENV} is not valid JSON ({e}); ignoring it"
-            ));
+            let why = if e.is_data() {
+                // Valid JSON, but not an object: say what it is instead.
+                format!(
+                    "must be a JSON object, found {}",
+                    serde_json::from_str::<Box<RawValue>>(raw)
+                        .map_or("something else", |v| json_kind(v.get()))
+                )
+            } else {
+                format!(
+                    "is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            };
+            warnings.push(format!("{GRACE_OVERRIDES_ENV} {why}; ignoring it"));
             return (out, warnings);
         }
     };
-    let members = match value {
-        json::Value::Object(m) => m,
-        other => {
-            warnings.push(format!(
-                "{GRACE_OVERRIDES_ENV} must be a JSON object, found {}; ignoring it",
-                other.kind()
-            ));
-            return (out, warnings);
-        }
-    };
-    // Last duplicate wins, before conversion (Python builds the dict first).
-    let mut last: BTreeMap<String, json::Value> = BTreeMap::new();
-    for (k, v) in members {
-        last.insert(k, v);
-    }
-    for (key, v) in last {
-        match python_int_of(&v) {
+    for (key, v) in members {
+        match grace_of(v.get()) {
             Ok(n) => {
                 out.insert(key, n);
             }
@@ -232,311 +228,76 @@ pub fn parse_grace_overrides_json(raw: &str) -> (BTreeMap<String, i64>, Vec<Stri
     (out, warnings)
 }
 
-/// Python `int(v)` of a decoded JSON value, limited to i64.
-fn python_int_of(v: &json::Value) -> Result<i64, String> {
-    use json::Value;
-    match v {
-        Value::Int(Some(n)) => Ok(*n),
-        Value::Int(None) => Err("an integer out of the 64-bit range".into()),
-        Value::Bool(b) => Ok(i64::from(*b)),
-        Value::Float(f) if f.is_nan() => Err("NaN".into()),
-        Value::Float(f) if f.is_infinite() => Err("an infinite float".into()),
-        Value::Float(f) => {
-            let t = f.trunc();
-            // i64::MIN is exactly representable; i64::MAX + 1 = 2^63 is not in range.
-            if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&t) {
-                Ok(t as i64)
-            } else {
-                Err("a float out of the 64-bit range".into())
-            }
-        }
-        Value::Str(s) => parse_python_int(s).map_err(|why| format!("a string, {why}")),
-        other => Err(other.kind().to_string()),
+/// What a raw JSON value is, from its first character (serde_json has
+/// validated it).
+fn json_kind(raw: &str) -> &'static str {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
     }
 }
 
-/// A parser of the JSON Python's `json.loads` accepts (strict mode).
-mod json {
-    pub enum Value {
-        Null,
-        Bool(bool),
-        /// None: an integer outside i64.
-        Int(Option<i64>),
-        Float(f64),
-        Str(String),
-        Array,
-        Object(Vec<(String, Value)>),
+/// The grace of one raw JSON value: a number with no fractional part,
+/// within i64.
+fn grace_of(raw: &str) -> Result<i64, String> {
+    let raw = raw.trim();
+    match json_kind(raw) {
+        "a number" => integral_json_number(raw),
+        other => Err(other.to_string()),
     }
+}
 
-    impl Value {
-        pub fn kind(&self) -> &'static str {
-            match self {
-                Value::Null => "null",
-                Value::Bool(_) => "a boolean",
-                Value::Int(_) => "an integer",
-                Value::Float(_) => "a float",
-                Value::Str(_) => "a string",
-                Value::Array => "an array",
-                Value::Object(_) => "an object",
-            }
-        }
+/// A JSON number (grammar already checked by serde_json) as an exact i64:
+/// `-?digits(.digits)?([eE][+-]?digits)?`, integral and within range.
+fn integral_json_number(text: &str) -> Result<i64, String> {
+    const OUT: &str = "out of the 64-bit range";
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, "0"),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = [int_part, frac_part].concat();
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok(0); // 0, -0.0, 0e999999
     }
-
-    /// Deeper nesting is refused (Python raises RecursionError near 1000).
-    const MAX_DEPTH: usize = 256;
-
-    pub fn parse(text: &str) -> Result<Value, String> {
-        let mut p = Parser {
-            s: text,
-            b: text.as_bytes(),
-            pos: 0,
-        };
-        p.ws();
-        let v = p.value(0)?;
-        p.ws();
-        if p.pos != p.b.len() {
-            return Err(p.err("extra data"));
-        }
-        Ok(v)
-    }
-
-    struct Parser<'a> {
-        s: &'a str,
-        b: &'a [u8],
-        pos: usize,
-    }
-
-    impl Parser<'_> {
-        fn err(&self, what: &str) -> String {
-            let before = self.s.get(..self.pos).unwrap_or("");
-            format!("{what} at character {}", before.chars().count() + 1)
-        }
-
-        fn peek(&self) -> Option<u8> {
-            self.b.get(self.pos).copied()
-        }
-
-        fn ws(&mut self) {
-            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-                self.pos += 1;
-            }
-        }
-
-        fn eat(&mut self, lit: &str) -> bool {
-            if self.b[self.pos..].starts_with(lit.as_bytes()) {
-                self.pos += lit.len();
-                true
+    // A huge exponent saturates: either far out of range or far below 1.
+    let exponent: i64 =
+        exponent
+            .trim_start_matches('+')
+            .parse()
+            .unwrap_or(if exponent.starts_with('-') {
+                i64::MIN
             } else {
-                false
-            }
+                i64::MAX
+            });
+    // value = digits × 10^scale
+    let scale = exponent.saturating_sub(frac_part.len() as i64);
+    let digits = if scale < 0 {
+        let cut = usize::try_from(scale.unsigned_abs()).unwrap_or(usize::MAX);
+        if cut >= digits.len() || !digits[digits.len() - cut..].bytes().all(|b| b == b'0') {
+            return Err("a fraction".into());
         }
-
-        fn value(&mut self, depth: usize) -> Result<Value, String> {
-            if depth > MAX_DEPTH {
-                return Err(self.err("nesting too deep"));
-            }
-            match self.peek() {
-                None => Err(self.err("expecting a value")),
-                Some(b'{') => self.object(depth),
-                Some(b'[') => self.array(depth),
-                Some(b'"') => self.string().map(Value::Str),
-                Some(b'-' | b'0'..=b'9') => self.number(),
-                Some(_) => {
-                    for (lit, v) in [
-                        ("null", Value::Null),
-                        ("true", Value::Bool(true)),
-                        ("false", Value::Bool(false)),
-                        ("NaN", Value::Float(f64::NAN)),
-                        ("Infinity", Value::Float(f64::INFINITY)),
-                    ] {
-                        if self.eat(lit) {
-                            return Ok(v);
-                        }
-                    }
-                    Err(self.err("expecting a value"))
-                }
-            }
-        }
-
-        fn object(&mut self, depth: usize) -> Result<Value, String> {
-            self.pos += 1; // {
-            let mut members = Vec::new();
-            self.ws();
-            if self.peek() == Some(b'}') {
-                self.pos += 1;
-                return Ok(Value::Object(members));
-            }
-            loop {
-                self.ws();
-                if self.peek() != Some(b'"') {
-                    return Err(self.err("expecting a property name in double quotes"));
-                }
-                let key = self.string()?;
-                self.ws();
-                if self.peek() != Some(b':') {
-                    return Err(self.err("expecting ':'"));
-                }
-                self.pos += 1;
-                self.ws();
-                let v = self.value(depth + 1)?;
-                members.push((key, v));
-                self.ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        return Ok(Value::Object(members));
-                    }
-                    _ => return Err(self.err("expecting ',' or '}'")),
-                }
-            }
-        }
-
-        fn array(&mut self, depth: usize) -> Result<Value, String> {
-            self.pos += 1; // [
-            self.ws();
-            if self.peek() == Some(b']') {
-                self.pos += 1;
-                return Ok(Value::Array);
-            }
-            loop {
-                self.ws();
-                self.value(depth + 1)?;
-                self.ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b']') => {
-                        self.pos += 1;
-                        return Ok(Value::Array);
-                    }
-                    _ => return Err(self.err("expecting ',' or ']'")),
-                }
-            }
-        }
-
-        fn hex4(&mut self) -> Result<u32, String> {
-            let h = self
-                .s
-                .get(self.pos..self.pos + 4)
-                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
-                .ok_or_else(|| self.err("invalid \\uXXXX escape"))?;
-            let v = u32::from_str_radix(h, 16).map_err(|_| self.err("invalid \\uXXXX escape"))?;
-            self.pos += 4;
-            Ok(v)
-        }
-
-        /// A string; lone surrogates (Python keeps them) become U+FFFD.
-        fn string(&mut self) -> Result<String, String> {
-            self.pos += 1; // "
-            let mut out = String::new();
-            loop {
-                let start = self.pos;
-                while let Some(c) = self.peek() {
-                    if c == b'"' || c == b'\\' || c < 0x20 {
-                        break;
-                    }
-                    self.pos += 1;
-                }
-                // Split only at ASCII bytes: always a char boundary.
-                out.push_str(self.s.get(start..self.pos).unwrap_or(""));
-                match self.peek() {
-                    None => return Err(self.err("unterminated string")),
-                    Some(b'"') => {
-                        self.pos += 1;
-                        return Ok(out);
-                    }
-                    Some(b'\\') => {
-                        self.pos += 1;
-                        let c = self.peek().ok_or_else(|| self.err("unterminated string"))?;
-                        self.pos += 1;
-                        match c {
-                            b'"' => out.push('"'),
-                            b'\\' => out.push('\\'),
-                            b'/' => out.push('/'),
-                            b'b' => out.push('\u{8}'),
-                            b'f' => out.push('\u{c}'),
-                            b'n' => out.push('\n'),
-                            b'r' => out.push('\r'),
-                            b't' => out.push('\t'),
-                            b'u' => {
-                                let mut cp = self.hex4()?;
-                                if (0xD800..0xDC00).contains(&cp)
-                                    && self.b[self.pos..].starts_with(b"\\u")
-                                {
-                                    let save = self.pos;
-                                    self.pos += 2;
-                                    match self.hex4() {
-                                        Ok(lo) if (0xDC00..0xE000).contains(&lo) => {
-                                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                                        }
-                                        _ => self.pos = save,
-                                    }
-                                }
-                                out.push(char::from_u32(cp).unwrap_or('\u{FFFD}'));
-                            }
-                            _ => {
-                                self.pos -= 1;
-                                return Err(self.err("invalid escape"));
-                            }
-                        }
-                    }
-                    Some(_) => return Err(self.err("invalid control character in string")),
-                }
-            }
-        }
-
-        /// Python's NUMBER_RE `(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?`,
-        /// plus `-Infinity`.
-        fn number(&mut self) -> Result<Value, String> {
-            let start = self.pos;
-            if self.peek() == Some(b'-') {
-                self.pos += 1;
-                if self.eat("Infinity") {
-                    return Ok(Value::Float(f64::NEG_INFINITY));
-                }
-            }
-            match self.peek() {
-                Some(b'0') => self.pos += 1,
-                Some(b'1'..=b'9') => {
-                    while matches!(self.peek(), Some(b'0'..=b'9')) {
-                        self.pos += 1;
-                    }
-                }
-                _ => {
-                    self.pos = start;
-                    return Err(self.err("expecting a value"));
-                }
-            }
-            let mut float = false;
-            if self.peek() == Some(b'.') && matches!(self.b.get(self.pos + 1), Some(b'0'..=b'9')) {
-                float = true;
-                self.pos += 1;
-                while matches!(self.peek(), Some(b'0'..=b'9')) {
-                    self.pos += 1;
-                }
-            }
-            if matches!(self.peek(), Some(b'e' | b'E')) {
-                let mut p = self.pos + 1;
-                if matches!(self.b.get(p), Some(b'+' | b'-')) {
-                    p += 1;
-                }
-                if matches!(self.b.get(p), Some(b'0'..=b'9')) {
-                    float = true;
-                    while matches!(self.b.get(p), Some(b'0'..=b'9')) {
-                        p += 1;
-                    }
-                    self.pos = p;
-                }
-            }
-            let text = self.s.get(start..self.pos).unwrap_or("");
-            if float {
-                // Rust, like Python's float(), gives ±inf beyond f64.
-                text.parse::<f64>()
-                    .map(Value::Float)
-                    .map_err(|_| self.err("invalid number"))
-            } else {
-                Ok(Value::Int(text.parse::<i64>().ok()))
-            }
-        }
+        &digits[..digits.len() - cut]
+    } else {
+        digits
+    };
+    let zeros = usize::try_from(scale.max(0)).unwrap_or(usize::MAX);
+    // i64 has 19 digits: anything longer is out of range before parsing.
+    if digits.len().saturating_add(zeros) > 19 {
+        return Err(OUT.into());
     }
+    let magnitude: i128 = format!("{digits}{}", "0".repeat(zeros))
+        .parse()
+        .map_err(|_| OUT.to_string())?;
+    let value = if negative { -magnitude } else { magnitude };
+    i64::try_from(value).map_err(|_| OUT.into())
 }
