@@ -1,6 +1,7 @@
 //! Packaging (issue #6): the example config is valid, the Kubernetes
-//! CronJob runs one tick at a time on a persistent sidecar, the systemd units
-//! verify, and the generated files shipped in the package are current.
+//! CronJob runs one tick at a time on a persistent sidecar with the image
+//! packaging/container builds, the systemd units verify, and the generated
+//! files shipped in the package are current.
 
 mod support;
 
@@ -171,6 +172,48 @@ fn the_kubernetes_cronjob_runs_one_tick_at_a_time_on_a_persistent_sidecar() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// The CronJob runs the image packaging/container/build.sh builds: its
+/// name and tag (the crate version), its numeric user, its state volume.
+#[test]
+fn the_cronjob_runs_the_image_the_containerfile_builds() {
+    let containerfile = read("packaging/container/Containerfile");
+    let instruction = |name: &str| -> String {
+        containerfile
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in the Containerfile"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(instruction("FROM"), "scratch");
+    assert_eq!(instruction("ENTRYPOINT"), r#"["reconcile"]"#);
+    assert_eq!(instruction("CMD"), r#"["all"]"#);
+    assert_eq!(instruction("VOLUME"), r#"["/var/lib/reconcile"]"#);
+    let user = instruction("USER");
+    let (uid, gid) = user.split_once(':').expect("USER uid:gid");
+    let uid: u64 = uid.parse().expect("numeric uid");
+    let gid: u64 = gid.parse().expect("numeric gid");
+    assert_ne!(uid, 0, "the image runs as root");
+
+    let docs = docs("packaging/kubernetes/reconcile-cronjob.yaml");
+    let pod = &kind(&docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(uid));
+    assert_eq!(pod["securityContext"]["runAsGroup"].as_u64(), Some(gid));
+    let c = &pod["containers"][0];
+    let image = c["image"].as_str().unwrap();
+    assert!(
+        image.ends_with(&format!("/reconcile:{}", env!("CARGO_PKG_VERSION"))),
+        "{image} is not the name and tag build.sh gives (reconcile:<crate version>)"
+    );
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert!(mounts.contains(&"/var/lib/reconcile"), "{mounts:?}");
 }
 
 /// Every `Key=` in a unit file, as (section, key, value).
