@@ -45,9 +45,11 @@ fn config(sim: &Simulator, dir: &Path) -> anyhow::Result<crate::config::Config> 
     Ok(crate::config::load_with_env(&path, true, &|_| None)?)
 }
 
-fn set_private(path: &Path) {
+/// Owner-only, and searchable: without the x bit only root could create
+/// the demo's files in it (the container image runs as a plain user).
+fn set_private_dir(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
 }
 
 /// A private temporary directory, removed on drop.
@@ -61,7 +63,7 @@ impl TempDir {
             .unwrap_or(0);
         let p = std::env::temp_dir().join(format!("reconcile-demo-{}-{nanos}", std::process::id()));
         std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
-        set_private(&p);
+        set_private_dir(&p);
         Ok(TempDir(p))
     }
 
@@ -73,5 +75,19 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TempDir;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_demo_directory_is_owner_only_and_searchable() {
+        let dir = TempDir::new().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::write(dir.path().join("f"), "x").unwrap();
     }
 }
