@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::cli::Format;
+use crate::output::report::Report;
 use crate::sim::{Scenario, Simulator};
 use crate::tick;
 
@@ -21,10 +22,11 @@ pub fn run(format: Format, verbose: bool, metrics: Option<&Path>) -> anyhow::Res
         dry_run: false,
         wait_lock: Duration::ZERO,
     };
-    let started = std::time::Instant::now();
-    let report = tick::run(&cfg, &opts)?;
+    let outcome = tick::run(&cfg, &opts)?;
+    let elapsed = outcome.elapsed;
+    let report = Report::new(outcome, &cfg.reconcile);
     if let Some(path) = metrics {
-        crate::output::metrics::write(path, &report, started.elapsed())
+        crate::output::metrics::write(path, &report, elapsed)
             .with_context(|| format!("metrics textfile {}", path.display()))?;
     }
     crate::cmd::print_report(&report, format, verbose, false);

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 
 use crate::cli::{Cli, Command, Format, OutboxAction};
 use crate::config::{self, Config, ConfigError};
+use crate::output::report::Report;
 use crate::store::{self, LockBusy, SidecarError, SidecarReader};
 use crate::tick;
 
@@ -107,7 +108,7 @@ fn run_tick(cli: &Cli, command: tick::Command) -> anyhow::Result<ExitCode> {
         }
     };
     let report = match tick::run(&cfg, &opts) {
-        Ok(report) => report,
+        Ok(outcome) => Report::new(outcome, &cfg.reconcile),
         Err(e) => {
             if let Some(path) = textfile
                 && exit_code_for(&e) == EX_IOERR
@@ -132,12 +133,7 @@ fn run_tick(cli: &Cli, command: tick::Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code))
 }
 
-pub fn print_report(
-    report: &crate::output::report::Report,
-    format: Format,
-    verbose: bool,
-    quiet: bool,
-) {
+pub fn print_report(report: &Report, format: Format, verbose: bool, quiet: bool) {
     match format {
         Format::Json => println!("{}", report.json()),
         Format::Text => print!("{}", report.text(verbose, quiet)),

@@ -5,7 +5,6 @@
 //! are gauges. The file passes `promtool check metrics`; the series are
 //! listed with their meaning in the README and the man page.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -16,11 +15,9 @@ use time::OffsetDateTime;
 
 use crate::core::timestamp;
 use crate::output::report::Report;
-use crate::store::SeriesKey;
+use crate::store::{REQUESTS_TOTAL, TICKS_TOTAL, UNITS_TOTAL};
+use crate::tick::outcome::{requests, units};
 
-const UNITS_TOTAL: &str = "reconcile_units_total";
-const REQUESTS_TOTAL: &str = "reconcile_requests_total";
-const TICKS_TOTAL: &str = "reconcile_ticks_total";
 const LAST_RUN: &str = "reconcile_last_run_timestamp_seconds";
 const DURATION: &str = "reconcile_tick_duration_seconds";
 const EXIT_CODE: &str = "reconcile_last_exit_code";
@@ -100,66 +97,13 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// A tick's increments of the labelled counters, for the sidecar: one per
-/// unit by pass, outcome and reason, its requests by peer (zero included,
-/// so every peer's series exists from the first tick on) and the tick
-/// itself by exit code.
-pub fn tick_series(report: &Report) -> BTreeMap<SeriesKey, i64> {
-    let mut out = BTreeMap::new();
-    for ((pass, outcome, reason), n) in units(report) {
-        let labels = [
-            ("pass", pass),
-            ("outcome", outcome.as_str()),
-            ("reason", reason.as_str()),
-        ];
-        out.insert(SeriesKey::new(UNITS_TOTAL, &labels), n);
-    }
-    for (peer, n) in requests(report) {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        out.insert(SeriesKey::new(REQUESTS_TOTAL, &[("peer", peer)]), n);
-    }
-    let code = report.exit_code.to_string();
-    out.insert(SeriesKey::new(TICKS_TOTAL, &[("exit_code", &code)]), 1);
-    out
-}
-
-/// Units of the report by (pass, outcome, reason); no reason is "".
-fn units(report: &Report) -> BTreeMap<(&'static str, String, String), i64> {
-    let mut units = BTreeMap::new();
-    let gate = report
-        .gate
-        .units
-        .iter()
-        .map(|u| ("gate", u.outcome, u.reason));
-    let plane = report
-        .plane
-        .units
-        .iter()
-        .map(|u| ("plane", u.outcome, u.reason));
-    for (pass, outcome, reason) in gate.chain(plane) {
-        let reason = reason.map(|r| r.to_string()).unwrap_or_default();
-        *units
-            .entry((pass, outcome.to_string(), reason))
-            .or_default() += 1;
-    }
-    units
-}
-
-fn requests(report: &Report) -> [(&'static str, u64); 3] {
-    [
-        ("orchestrator", report.requests.orchestrator),
-        ("plane", report.requests.plane),
-        ("telegram", report.requests.telegram),
-    ]
-}
-
 /// The metrics of one finished tick, in the text exposition format. The
 /// counters come from the sidecar's snapshot taken after the tick was
 /// recorded, so they include this tick.
 pub fn render(report: &Report, duration: Duration) -> String {
     let mut out = String::new();
     let snap = &report.counters.snapshot;
-    let finished = timestamp::parse(&report.finished_at);
+    let finished = Some(report.finished_at);
     let ts = |s: Option<&str>| {
         s.and_then(timestamp::parse)
             .map(OffsetDateTime::unix_timestamp)
@@ -188,7 +132,7 @@ pub fn render(report: &Report, duration: Duration) -> String {
         "reconcile_notifications_pending",
         &[(String::new(), snap.notifications_pending.to_string())],
     );
-    let last_units: Vec<_> = units(report)
+    let last_units: Vec<_> = units(&report.gate, &report.plane)
         .into_iter()
         .map(|((pass, outcome, reason), n)| {
             // Sorted by name, as Prometheus shows them.
@@ -201,7 +145,7 @@ pub fn render(report: &Report, duration: Duration) -> String {
         })
         .collect();
     family(&mut out, "reconcile_last_tick_units", &last_units);
-    let last_requests: Vec<_> = requests(report)
+    let last_requests: Vec<_> = requests(&report.requests)
         .into_iter()
         .map(|(peer, n)| (labels_text(&[("peer", peer)]), n.to_string()))
         .collect();

@@ -5,176 +5,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::core::outcome::{Outcome, Reason};
+use crate::core::outcome::Outcome;
+use time::OffsetDateTime;
+
+use crate::config::Reconcile;
+use crate::core::timestamp;
 use crate::store::Snapshot;
-
-/// What became of a unit's announcement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Notification {
-    Sent,
-    Queued,
-    Deduped,
-    Digest,
-    Off,
-    Dropped,
-}
-
-impl Notification {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Notification::Sent => "sent",
-            Notification::Queued => "queued",
-            Notification::Deduped => "deduped",
-            Notification::Digest => "digest",
-            Notification::Off => "off",
-            Notification::Dropped => "dropped",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GateUnit {
-    pub task_id: Option<i64>,
-    pub work_item_id: Option<String>,
-    pub stage: Option<String>,
-    pub outcome: Outcome,
-    pub reason: Option<Reason>,
-    pub detail: Option<String>,
-    pub stage_after: Option<String>,
-    pub notification: Option<Notification>,
-    /// Counts against the exit code (an error, or a blind Plane skip).
-    #[serde(skip)]
-    pub failed: bool,
-    /// The outbox row holding this unit's message, to follow its delivery.
-    #[serde(skip)]
-    pub outbox_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PlaneUnit {
-    pub issue_id: String,
-    pub task_id: Option<i64>,
-    pub work_item_id: Option<String>,
-    pub state_key: Option<String>,
-    pub outcome: Outcome,
-    pub reason: Option<Reason>,
-    pub detail: Option<String>,
-    pub notification: Option<Notification>,
-    #[serde(skip)]
-    pub failed: bool,
-    #[serde(skip)]
-    pub outbox_id: Option<i64>,
-}
-
-impl PlaneUnit {
-    pub fn new(
-        issue_id: &str,
-        trigger: crate::core::plane::Trigger,
-        outcome: Outcome,
-        reason: Option<Reason>,
-    ) -> PlaneUnit {
-        PlaneUnit {
-            issue_id: issue_id.to_string(),
-            task_id: None,
-            work_item_id: None,
-            state_key: Some(trigger.key().to_string()),
-            outcome,
-            reason,
-            detail: None,
-            notification: None,
-            failed: false,
-            outbox_id: None,
-        }
-    }
-
-    /// A unit that failed before its trigger was known.
-    pub fn failed(issue_id: String, detail: String) -> PlaneUnit {
-        PlaneUnit {
-            issue_id,
-            task_id: None,
-            work_item_id: None,
-            state_key: None,
-            outcome: Outcome::Error,
-            reason: None,
-            detail: Some(detail),
-            notification: None,
-            failed: true,
-            outbox_id: None,
-        }
-    }
-
-    pub fn with_trigger(mut self, trigger: crate::core::plane::Trigger) -> PlaneUnit {
-        self.state_key = Some(trigger.key().to_string());
-        self
-    }
-
-    pub fn with_task(mut self, task: Option<&crate::peers::orchestrator::Task>) -> PlaneUnit {
-        if let Some(t) = task {
-            self.task_id = Some(t.id);
-            self.work_item_id = t.work_item().map(str::to_string);
-        }
-        self
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProjectReport {
-    pub plane_project_id: String,
-    pub repo: String,
-    pub error: Option<String>,
-    /// Not reached: the deadline, the rate reserve or a Plane 429.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deferred: Option<Reason>,
-    pub issues_listed: usize,
-    pub requests: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GatePass {
-    pub ran: bool,
-    pub reason: Option<&'static str>,
-    pub error: Option<String>,
-    pub units: Vec<GateUnit>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PlanePass {
-    pub ran: bool,
-    pub reason: Option<&'static str>,
-    pub error: Option<String>,
-    pub projects: Vec<ProjectReport>,
-    pub units: Vec<PlaneUnit>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CycleReport {
-    pub members: Vec<String>,
-    pub cycle: String,
-    /// `alerted`, `known`, or in a dry-run `would_alert`.
-    pub outcome: &'static str,
-    /// Members whose Plane issue was moved to Blocked this tick.
-    pub blocked: Vec<String>,
-    /// A failed PATCH (retried on the next tick, without a new alert).
-    pub error: Option<String>,
-    #[serde(skip)]
-    pub outbox_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Notifications {
-    pub sent: u64,
-    pub deduped: u64,
-    pub queued: u64,
-    pub dropped: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Requests {
-    pub orchestrator: u64,
-    pub plane: u64,
-    pub telegram: u64,
-}
+use crate::tick::outcome::{
+    CycleReport, GatePass, Notifications, PlanePass, Requests, TickOutcome, count_key,
+};
 
 /// The status snapshot (`reconcile status`) as of the end of the tick.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -198,8 +37,10 @@ pub struct Report {
     pub command: &'static str,
     pub dry_run: bool,
     pub version: &'static str,
-    pub started_at: String,
-    pub finished_at: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub finished_at: OffsetDateTime,
     pub exit_code: u8,
     pub gate: GatePass,
     pub plane: PlanePass,
@@ -209,34 +50,32 @@ pub struct Report {
     pub counters: Counters,
 }
 
-/// "outcome" or "outcome/reason": the key counted in summaries and in the
-/// sidecar's tick record.
-pub fn count_key(outcome: Outcome, reason: Option<Reason>) -> String {
-    match reason {
-        Some(r) => format!("{outcome}/{r}"),
-        None => outcome.to_string(),
-    }
+fn rfc3339<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&timestamp::format(*t))
 }
 
 impl Report {
-    /// Outcome counts over both passes.
-    pub fn counts(&self) -> BTreeMap<String, i64> {
-        let mut counts = BTreeMap::new();
-        let keys = self
-            .gate
-            .units
-            .iter()
-            .map(|u| count_key(u.outcome, u.reason))
-            .chain(
-                self.plane
-                    .units
-                    .iter()
-                    .map(|u| count_key(u.outcome, u.reason)),
-            );
-        for k in keys {
-            *counts.entry(k).or_insert(0) += 1;
+    /// The report of a finished tick, with the switches `status` shows.
+    pub fn new(outcome: TickOutcome, cfg: &Reconcile) -> Report {
+        Report {
+            command: outcome.command.as_str(),
+            dry_run: outcome.dry_run,
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: outcome.started_at,
+            finished_at: outcome.finished_at,
+            exit_code: outcome.exit_code(),
+            counters: Counters {
+                enabled: cfg.enabled,
+                plane_enabled: cfg.plane_enabled,
+                interval: cfg.interval_s,
+                snapshot: outcome.snapshot,
+            },
+            gate: outcome.gate,
+            plane: outcome.plane,
+            cycles: outcome.cycles,
+            notifications: outcome.notifications,
+            requests: outcome.requests,
         }
-        counts
     }
 
     pub fn json(&self) -> String {

@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
 
+/// The labelled counter families the sidecar keeps.
+pub const UNITS_TOTAL: &str = "reconcile_units_total";
+pub const REQUESTS_TOTAL: &str = "reconcile_requests_total";
+pub const TICKS_TOTAL: &str = "reconcile_ticks_total";
+
 /// One series: a metric family and its label pairs, sorted by name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeriesKey {

@@ -44,7 +44,7 @@ pub use cycles::KnownCycle;
 pub use dedup::{Pass, RecordedUnblock, Unblock, is_duplicate};
 pub use errors::{LockBusy, LockError, Result, SidecarError, SidecarErrorKind};
 pub use lock::{TickLock, lock_path};
-pub use metrics::SeriesKey;
+pub use metrics::{REQUESTS_TOTAL, SeriesKey, TICKS_TOTAL, UNITS_TOTAL};
 pub use outbox::{MAX_ATTEMPTS, MessageKind, OutboxMessage, OutboxStatus};
 pub use schema::SCHEMA_VERSION;
 pub use ticks::{HistoryRow, RETENTION, SKIP_COUNT_PREFIX, Snapshot, TickRecord, TickRow};

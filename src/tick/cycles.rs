@@ -7,21 +7,25 @@ use std::collections::HashSet;
 
 use super::{Store, Tick};
 use crate::core::deps::{Cycle, DepGraph};
-use crate::output::report::CycleReport;
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::PlaneFailure;
 use crate::tick::notify;
+use crate::tick::outcome::CycleReport;
 
 impl Tick<'_> {
     pub(super) fn cycle_backstop(
         &mut self,
         graph: &DepGraph,
         tasks: &[Task],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<CycleReport>> {
+        let mut reports = Vec::new();
         let known: HashSet<String> = match self.store.reader() {
             Some(s) => s.known_cycles()?.into_iter().map(|c| c.key).collect(),
             None => HashSet::new(),
         };
+        if !self.opts.dry_run {
+            self.prefetch_members(graph, tasks)?;
+        }
         for cycle in graph.cycles() {
             let members: Vec<String> = cycle.members.iter().map(|id| graph.label(*id)).collect();
             let rendered = graph.render(cycle);
@@ -31,7 +35,6 @@ impl Tick<'_> {
                 outcome: "known",
                 blocked: Vec::new(),
                 error: None,
-                outbox_id: None,
             };
             if !known.contains(&cycle.key) {
                 report.outcome = if self.opts.dry_run {
@@ -49,24 +52,44 @@ impl Tick<'_> {
                         });
                     let text = notify::cycle_text(template, &rendered);
                     log::warn!("gate: dependency cycle {rendered}");
-                    report.outbox_id = store.record_cycle(
-                        &cycle.key,
-                        &text,
-                        self.cfg.telegram.is_some(),
-                        self.now,
-                    )?;
+                    store.record_cycle(&cycle.key, &text, self.cfg.telegram.is_some(), self.now)?;
                 }
             }
             if !self.opts.dry_run {
                 self.block_members(cycle, graph, tasks, &mut report);
             }
-            self.cycles.push(report);
+            reports.push(report);
         }
         if let Store::Live(store) = &mut self.store {
             let present: Vec<String> = graph.cycles().iter().map(|c| c.key.clone()).collect();
             store.forget_cycles_except(&present)?;
         }
-        Ok(())
+        Ok(reports)
+    }
+
+    /// Reads the projects of every cycle member first, so that moving them
+    /// to Blocked decides on data already fetched.
+    fn prefetch_members(&mut self, graph: &DepGraph, tasks: &[Task]) -> anyhow::Result<()> {
+        let config = self.cfg;
+        let mut needed: Vec<crate::config::Project> = Vec::new();
+        for cycle in graph.cycles() {
+            for id in &cycle.members {
+                let Some(task) = tasks.iter().find(|t| t.id == *id) else {
+                    continue;
+                };
+                if task.issue_id().is_none() {
+                    continue;
+                }
+                if let Some(p) = config.project_by_repo(&task.repo).filter(|p| p.enabled)
+                    && !needed
+                        .iter()
+                        .any(|n| n.plane_project_id == p.plane_project_id)
+                {
+                    needed.push(p.clone());
+                }
+            }
+        }
+        self.prefetch(&needed)
     }
 
     /// Moves each member's issue to its project's Blocked state, when the

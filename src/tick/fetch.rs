@@ -196,19 +196,10 @@ fn keep(
 }
 
 impl Tick<'_> {
-    /// The project's view, fetching it now if no prefetch did.
-    pub(super) fn project_view(&mut self, project: &Project) -> Result<Arc<ProjectView>, Blind> {
-        if !self.projects.contains_key(&project.plane_project_id)
-            && let Err(e) = self.prefetch(std::slice::from_ref(project))
-        {
-            // A sidecar failure stops the tick (74) once the unit is done.
-            let message = format!("{e:#}");
-            self.fatal.get_or_insert(e);
-            return Err(Blind {
-                cause: crate::core::gate::Unresolved::ReadFailed,
-                message,
-            });
-        }
+    /// The project's view as this tick's prefetch left it: every pass
+    /// fetches what it will ask about before it decides, so a project not
+    /// here was not reached (the deadline).
+    pub(super) fn project_view(&self, project: &Project) -> Result<Arc<ProjectView>, Blind> {
         self.projects
             .get(&project.plane_project_id)
             .cloned()

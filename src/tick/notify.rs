@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::peers::telegram::{MAX_TEXT, Telegram};
 use crate::store::{OutboxMessage, Sidecar, SidecarError};
+use crate::tick::outcome::Notification;
 
 /// `{link}` of the templates: the work item's URL when the unit has a work
 /// item id and a link template; without a template the work item id itself
@@ -58,8 +59,21 @@ pub struct Delivery {
     /// Outbox ids delivered inside a digest.
     pub digested: Vec<i64>,
     pub dropped: Vec<i64>,
-    /// Rows still queued after delivery.
-    pub pending: u64,
+}
+
+impl Delivery {
+    /// What became of one outbox row in this delivery, if it was due.
+    pub fn status(&self, id: i64) -> Option<Notification> {
+        if self.sent.contains(&id) {
+            Some(Notification::Sent)
+        } else if self.digested.contains(&id) {
+            Some(Notification::Digest)
+        } else if self.dropped.contains(&id) {
+            Some(Notification::Dropped)
+        } else {
+            None
+        }
+    }
 }
 
 /// Delivers what is due. A message is marked sent only after Telegram said
@@ -111,7 +125,6 @@ pub fn deliver(
             }
         }
     }
-    out.pending = store.pending_count()?.max(0) as u64;
     Ok(out)
 }
 

@@ -3,16 +3,16 @@
 
 use serde_json::{Value, json};
 
-use super::{ProjectView, Tick, Unblock};
+use super::{ProjectView, Slot, Tick, Unblock};
 use crate::config::Project;
 use crate::core::outcome::{Outcome, Reason};
 use crate::core::plane::{self as plane_pass, Action, Decision, Trigger, Wanted};
 use crate::core::states::StateMap;
-use crate::output::report::{PlanePass, PlaneUnit, ProjectReport};
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::Issue;
 use crate::store;
 use crate::store::MirrorIssue;
+use crate::tick::outcome::{PlanePass, PlaneUnit, ProjectReport};
 
 impl Tick<'_> {
     pub(super) fn plane_pass(&mut self) -> anyhow::Result<PlanePass> {
@@ -153,7 +153,11 @@ impl Tick<'_> {
                     Some(Reason::Deadline),
                 )
             } else {
-                self.plane_issue(project, states, issue, &state, trigger)?
+                let (unit, queued) = self.plane_issue(project, states, issue, &state, trigger)?;
+                if let Some(id) = queued {
+                    self.queued.push((id, Slot::Plane(units.len())));
+                }
+                unit
             };
             if unit.failed {
                 log::error!(
@@ -174,22 +178,23 @@ impl Tick<'_> {
         issue: &MirrorIssue,
         state: &str,
         trigger: Trigger,
-    ) -> anyhow::Result<PlaneUnit> {
+    ) -> anyhow::Result<(PlaneUnit, Option<i64>)> {
         let cfg = &self.cfg.reconcile;
         if let Some(reason) =
             plane_pass::issue_guards(state, states, issue.updated_at.as_deref(), cfg, self.now)
         {
-            return Ok(PlaneUnit::new(
-                &issue.id,
-                trigger,
-                Outcome::Skipped,
-                Some(reason),
+            return Ok((
+                PlaneUnit::new(&issue.id, trigger, Outcome::Skipped, Some(reason)),
+                None,
             ));
         }
         let task = match self.orchestrator.task_by_issue(&issue.id) {
             Ok(t) => t,
             Err(e) => {
-                return Ok(PlaneUnit::failed(issue.id.clone(), e.to_string()).with_trigger(trigger));
+                return Ok((
+                    PlaneUnit::failed(issue.id.clone(), e.to_string()).with_trigger(trigger),
+                    None,
+                ));
             }
         };
         let mut unit =
@@ -197,12 +202,12 @@ impl Tick<'_> {
         let action = match plane_pass::decide(trigger, task.as_ref(), cfg, self.actions) {
             Decision::Skip(r) => {
                 unit.reason = Some(r);
-                return Ok(unit);
+                return Ok((unit, None));
             }
             Decision::Defer(r) => {
                 unit.outcome = Outcome::Deferred;
                 unit.reason = Some(r);
-                return Ok(unit);
+                return Ok((unit, None));
             }
             Decision::Replay(a) => a,
         };
@@ -218,8 +223,8 @@ impl Tick<'_> {
                 task.as_ref(),
                 &stage,
             );
-            unit.notification = Some(self.note_unblock(&mut None, u)?);
-            return Ok(unit);
+            unit.notification = Some(self.note_unblock(u)?.0);
+            return Ok((unit, None));
         }
         let issue = &self.full_issue(project, issue)?;
         let workspace = issue.raw.get("workspace").cloned().unwrap_or(Value::Null);
@@ -228,7 +233,7 @@ impl Tick<'_> {
             unit.outcome = Outcome::Error;
             unit.detail = Some(format!("replay failed, its effect is unknown: {e}"));
             unit.failed = true;
-            return Ok(unit);
+            return Ok((unit, None));
         }
         let after = match self.orchestrator.task_by_issue(&issue.id) {
             Ok(t) => t,
@@ -238,7 +243,7 @@ impl Tick<'_> {
                     "replayed, but the task could not be read back: {e}"
                 ));
                 unit.failed = true;
-                return Ok(unit);
+                return Ok((unit, None));
             }
         };
         unit.outcome = plane_pass::confirm(action, task.as_ref(), after.as_ref());
@@ -264,11 +269,11 @@ impl Tick<'_> {
                 after.as_ref(),
                 &stage,
             );
-            let mut outbox = None;
-            unit.notification = Some(self.note_unblock(&mut outbox, u)?);
-            unit.outbox_id = outbox;
+            let (notification, queued) = self.note_unblock(u)?;
+            unit.notification = Some(notification);
+            return Ok((unit, queued));
         }
-        Ok(unit)
+        Ok((unit, None))
     }
 
     /// The issue as Plane returned it, from the mirror just synced.

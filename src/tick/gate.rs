@@ -1,0 +1,333 @@
+//! The gate pass over the orchestrator's task list: prefetch what the
+//! decisions need, decide each task (`core::gate`), carry out the verdict.
+
+use super::{Slot, Tick, Unblock};
+use crate::core::deps::{DepGraph, Readiness};
+use crate::core::gate::{self, PlaneView, Unresolved};
+use crate::core::outcome::{Outcome, Reason, Verdict};
+use crate::peers::orchestrator::{Advance, BadTask, Task};
+use crate::store;
+use crate::tick::Command;
+use crate::tick::outcome::{CycleReport, GatePass, GateUnit};
+
+impl Tick<'_> {
+    /// The gate pass over the orchestrator's task list.
+    pub(super) fn gate_pass(&mut self) -> anyhow::Result<(GatePass, Vec<CycleReport>)> {
+        let mut pass = GatePass {
+            ran: true,
+            ..GatePass::default()
+        };
+        if !self.cfg.reconcile.enabled {
+            pass.ran = false;
+            pass.reason = Some("disabled");
+            return Ok((pass, Vec::new()));
+        }
+        let list = match self.orchestrator.tasks() {
+            Ok(list) => list,
+            Err(e) => {
+                log::error!("gate pass cannot start: {e}");
+                pass.ran = false;
+                pass.reason = Some("unavailable");
+                pass.error = Some(e.to_string());
+                return Ok((pass, Vec::new()));
+            }
+        };
+        // The good tasks in one list (the graph wants a slice), the order
+        // of the units kept beside it: no copy of 5,000 tasks.
+        let mut tasks: Vec<Task> = Vec::with_capacity(list.len());
+        let mut order: Vec<Result<usize, BadTask>> = Vec::with_capacity(list.len());
+        for item in list {
+            order.push(item.map(|t| {
+                tasks.push(t);
+                tasks.len() - 1
+            }));
+        }
+        self.prefetch_for_gate(&tasks)?;
+        // Start where the action cap stopped the last tick.
+        if let Some(cursor) = self.cursor("gate")?
+            && let Some(at) = order
+                .iter()
+                .position(|o| o.as_ref().is_ok_and(|i| tasks[*i].id.to_string() == cursor))
+        {
+            order.rotate_left(at);
+        }
+        let graph = if self.cfg.reconcile.task_deps_enabled {
+            let graph = DepGraph::build(&tasks);
+            for w in graph.warnings() {
+                log::warn!("{w}");
+            }
+            Some(graph)
+        } else {
+            None
+        };
+        for item in order {
+            if !self.cut_by_deadline && self.past_deadline() {
+                log::warn!("deadline reached; the remaining tasks are deferred");
+                self.cut_by_deadline = true;
+            }
+            let unit = match item.map(|i| &tasks[i]) {
+                Err(bad) => GateUnit {
+                    task_id: bad.id,
+                    work_item_id: None,
+                    stage: None,
+                    outcome: Outcome::Error,
+                    reason: None,
+                    detail: Some(bad.error),
+                    stage_after: None,
+                    notification: None,
+                    failed: true,
+                },
+                Ok(task) if self.cut_by_deadline => {
+                    let mut u = unit_for(task, Outcome::Deferred);
+                    u.reason = Some(Reason::Deadline);
+                    u
+                }
+                Ok(task) => {
+                    let readiness = graph.as_ref().map(|g| g.readiness(task.id));
+                    let (unit, queued) = self.gate_task(task, readiness.as_ref())?;
+                    if let Some(id) = queued {
+                        self.queued.push((id, Slot::Gate(pass.units.len())));
+                    }
+                    unit
+                }
+            };
+            if unit.failed {
+                log::error!(
+                    "gate: task {} failed: {}",
+                    unit.task_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    unit.detail.as_deref().unwrap_or("")
+                );
+            }
+            pass.units.push(unit);
+        }
+        let cycles = match &graph {
+            Some(graph) if !self.cut_by_deadline => self.cycle_backstop(graph, &tasks)?,
+            _ => Vec::new(),
+        };
+        Ok((pass, cycles))
+    }
+
+    /// Reads, concurrently, every project the gate pass will ask about: those of the
+    /// tasks that pass the local guards (in `all`, every enabled project,
+    /// which the Plane pass needs anyway).
+    pub(super) fn prefetch_for_gate(&mut self, tasks: &[Task]) -> anyhow::Result<()> {
+        let config = self.cfg;
+        let every = self.opts.command == Command::All && config.reconcile.plane_enabled;
+        // One pass over the tasks, not one per project.
+        let asked: std::collections::HashSet<&str> = if every {
+            std::collections::HashSet::new()
+        } else {
+            tasks
+                .iter()
+                .filter(|t| {
+                    gate::local_guards(t, &config.reconcile, true, self.now) == Verdict::Proceed
+                })
+                .map(|t| t.repo.as_str())
+                .collect()
+        };
+        let needed: Vec<crate::config::Project> = config
+            .projects
+            .iter()
+            .filter(|p| p.enabled && (every || asked.contains(p.repo.as_str())))
+            .cloned()
+            .collect();
+        self.prefetch(&needed)
+    }
+
+    /// One task's unit, and the outbox row its announcement was queued in.
+    fn gate_task(
+        &mut self,
+        task: &Task,
+        deps: Option<&Readiness>,
+    ) -> anyhow::Result<(GateUnit, Option<i64>)> {
+        let config = self.cfg;
+        let cfg = &config.reconcile;
+        let project = config.project_by_repo(&task.repo);
+        let project_enabled = project.is_none_or(|p| p.enabled);
+        let mut resolved: Option<PlaneView> = None;
+        let mut blind_message: Option<String> = None;
+        let verdict = gate::decide(
+            task,
+            cfg,
+            project_enabled,
+            self.now,
+            self.actions,
+            deps,
+            || {
+                let (view, message) = self.resolve_plane(task);
+                blind_message = message;
+                resolved = Some(view.clone());
+                view
+            },
+        );
+        let state_uuid = match &resolved {
+            Some(PlaneView::Resolved { state, .. }) => Some(state.clone()),
+            _ => None,
+        };
+        match verdict {
+            Verdict::Skip(reason) => {
+                let mut u = unit_for(task, Outcome::Skipped);
+                u.reason = Some(reason);
+                if reason == Reason::PlaneUnresolved {
+                    let read_failed = matches!(
+                        resolved,
+                        Some(PlaneView::Unresolved(Unresolved::ReadFailed))
+                    );
+                    u.failed = read_failed;
+                    u.detail = blind_message;
+                }
+                Ok((u, None))
+            }
+            Verdict::Defer(reason) => {
+                let mut u = unit_for(task, Outcome::Deferred);
+                u.reason = Some(reason);
+                u.detail = blind_message;
+                Ok((u, None))
+            }
+            Verdict::Proceed if self.opts.dry_run => {
+                Ok((self.evaluate_gate(task, state_uuid)?, None))
+            }
+            Verdict::Proceed => self.advance(task, state_uuid),
+        }
+    }
+
+    /// Dry-run: the read-only gate evaluation instead of the advance.
+    fn evaluate_gate(
+        &mut self,
+        task: &Task,
+        state_uuid: Option<String>,
+    ) -> anyhow::Result<GateUnit> {
+        match self.orchestrator.gate(task.id) {
+            Ok(g) if g.passed => {
+                self.actions += 1;
+                let mut u = unit_for(task, Outcome::WouldAdvance);
+                u.detail = g.detail;
+                u.notification = Some(self.note_unblock(gate_unblock(task, state_uuid))?.0);
+                Ok(u)
+            }
+            Ok(g) => {
+                let mut u = unit_for(task, Outcome::GateRed);
+                u.detail = g.detail;
+                Ok(u)
+            }
+            Err(e) => Ok(error_unit(task, e.to_string())),
+        }
+    }
+
+    fn advance(
+        &mut self,
+        task: &Task,
+        state_uuid: Option<String>,
+    ) -> anyhow::Result<(GateUnit, Option<i64>)> {
+        match self.orchestrator.advance(task.id, &task.stage) {
+            Ok(Advance::Advanced {
+                stage_after,
+                detail,
+            }) => {
+                self.actions += 1;
+                log::info!(
+                    "gate: task {} advanced {} → {stage_after}",
+                    task.id,
+                    task.stage
+                );
+                let mut u = unit_for(task, Outcome::Advanced);
+                u.stage_after = Some(stage_after);
+                u.detail = Some(detail).filter(|d| !d.is_empty());
+                let (notification, queued) = self.note_unblock(gate_unblock(task, state_uuid))?;
+                u.notification = Some(notification);
+                Ok((u, queued))
+            }
+            Ok(Advance::GateRed { detail }) => {
+                let mut u = unit_for(task, Outcome::GateRed);
+                u.detail = Some(detail).filter(|d| !d.is_empty());
+                Ok((u, None))
+            }
+            Ok(Advance::Refused { detail }) => {
+                let mut u = unit_for(task, Outcome::NotAdvanced);
+                u.detail = Some(detail);
+                Ok((u, None))
+            }
+            Err(e) => Ok((error_unit(task, e.to_string()), None)),
+        }
+    }
+
+    /// Row 7: the task's project, its states and its issue's state. Never
+    /// fails: what cannot be resolved says why.
+    fn resolve_plane(&mut self, task: &Task) -> (PlaneView, Option<String>) {
+        let config = self.cfg;
+        let Some(project) = config.project_by_repo(&task.repo) else {
+            let m = format!("repo {:?} is not in [[projects]]", task.repo);
+            return (PlaneView::Unresolved(Unresolved::NotAsked), Some(m));
+        };
+        let Some(issue_id) = task.issue_id() else {
+            return (
+                PlaneView::Unresolved(Unresolved::NotAsked),
+                Some("task has no plane_issue_id".into()),
+            );
+        };
+        let view = match self.project_view(project) {
+            Ok(v) => v,
+            Err(b) => return (PlaneView::Unresolved(b.cause), Some(b.message)),
+        };
+        match view.issue(issue_id).map(|i| i.state.clone()) {
+            Some(Some(state)) => (
+                PlaneView::Resolved {
+                    states: view.states.clone(),
+                    state,
+                },
+                None,
+            ),
+            Some(None) => (
+                PlaneView::Unresolved(Unresolved::ReadFailed),
+                Some(format!("plane issue {issue_id} has no state")),
+            ),
+            // Deleted or moved in Plane: nothing to ask, not a failed read.
+            None => (
+                PlaneView::Unresolved(Unresolved::NotAsked),
+                Some(format!(
+                    "plane issue {issue_id} is not listed in project {}",
+                    project.plane_project_id
+                )),
+            ),
+        }
+    }
+}
+
+/// The gate pass's de-dup key: the work item id, else the task id.
+fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
+    Unblock {
+        pass: store::Pass::Gate,
+        key: task
+            .work_item()
+            .map(str::to_string)
+            .unwrap_or_else(|| task.id.to_string()),
+        task_id: Some(task.id),
+        issue_id: task.issue_id().map(str::to_string),
+        work_item_id: task.work_item(),
+        stage: &task.stage,
+        state_uuid,
+    }
+}
+
+fn unit_for(task: &Task, outcome: Outcome) -> GateUnit {
+    GateUnit {
+        task_id: Some(task.id),
+        work_item_id: task.work_item().map(str::to_string),
+        stage: Some(task.stage.clone()),
+        outcome,
+        reason: None,
+        detail: None,
+        stage_after: None,
+        notification: None,
+        failed: false,
+    }
+}
+
+fn error_unit(task: &Task, detail: String) -> GateUnit {
+    let mut u = unit_for(task, Outcome::Error);
+    u.detail = Some(detail);
+    u.failed = true;
+    u
+}
