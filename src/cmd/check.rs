@@ -376,6 +376,14 @@ fn sidecar_probe(path: &Path) -> Probe {
 
 fn lock_probe(state_path: &Path) -> Probe {
     let path = store::lock_path(state_path);
+    // A FIFO would block the open below for ever.
+    if let Err(e) = store::refuse_special(&path) {
+        return Probe {
+            name: "lock",
+            ok: false,
+            detail: e.to_string(),
+        };
+    }
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -15,7 +15,7 @@ pub enum SidecarErrorKind {
     Foreign,
     /// The directory that should hold the file does not exist.
     MissingDirectory,
-    /// A write method was called on a read-only sidecar.
+    /// SQLite cannot write the file or its directory.
     ReadOnly,
     /// A file-system error (open, read, lock file).
     Io,

@@ -28,7 +28,7 @@ impl FileStamp {
             ino: m.ino(),
             len: m.len(),
             mtime: m.modified().ok()?,
-            wal: sidecar_file(path, "-wal").exists(),
+            wal: sidecar_file(&canonical(path), "-wal").exists(),
         })
     }
 }
@@ -39,6 +39,8 @@ pub(super) struct Header {
     pub(super) empty: bool,
     /// Read/write format versions 2/2: WAL mode.
     pub(super) wal: bool,
+    /// `PRAGMA application_id` as the main file holds it (bytes 68..72).
+    pub(super) application_id: u32,
 }
 
 /// Root writing into a state directory that belongs to the service user
@@ -94,9 +96,71 @@ pub(super) fn check_parent(path: &Path) -> Result<()> {
     }
 }
 
+/// `path` with every symlink resolved, also when the file itself does not
+/// exist yet: its directory is resolved and a dangling link at the leaf is
+/// followed. Two paths to one database thus name one lock. A path whose
+/// directory cannot be resolved is returned as given (opening it reports
+/// why).
+pub fn canonical(path: &Path) -> PathBuf {
+    let mut cur = path.to_path_buf();
+    // As many hops as the kernel follows (ELOOP beyond).
+    for _ in 0..40 {
+        if let Ok(p) = std::fs::canonicalize(&cur) {
+            return p;
+        }
+        let Some(name) = cur.file_name() else {
+            break;
+        };
+        let parent = match cur.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let Ok(dir) = std::fs::canonicalize(parent) else {
+            break;
+        };
+        let joined = dir.join(name);
+        match std::fs::read_link(&joined) {
+            // An absolute target replaces `dir` in the join.
+            Ok(target) => cur = dir.join(target),
+            Err(_) => return joined,
+        }
+    }
+    path.to_path_buf()
+}
+
+/// A FIFO, device or socket at `path` (or where its symlink points) would
+/// block the open for ever or read garbage: refuse it before opening,
+/// naming the file. A missing file is fine (it gets created).
+pub fn refuse_special(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let t = meta.file_type();
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        return Ok(());
+    };
+    Err(SidecarError::new(
+        path,
+        SidecarErrorKind::Io,
+        format!("is {what}, not a regular file; refusing to open it"),
+    ))
+}
+
 /// `Ok(None)`: the file does not exist.
 pub(super) fn read_header(path: &Path) -> Result<Option<Header>> {
     let io_err = |e: std::io::Error| SidecarError::new(path, SidecarErrorKind::Io, e.to_string());
+    refuse_special(path)?;
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -119,6 +183,7 @@ pub(super) fn read_header(path: &Path) -> Result<Option<Header>> {
         return Ok(Some(Header {
             empty: true,
             wal: false,
+            application_id: 0,
         }));
     }
     if buf.len() < 100 || &buf[..16] != SQLITE_MAGIC {
@@ -131,6 +196,7 @@ pub(super) fn read_header(path: &Path) -> Result<Option<Header>> {
     Ok(Some(Header {
         empty: false,
         wal: buf[18] == 2 && buf[19] == 2,
+        application_id: u32::from_be_bytes([buf[68], buf[69], buf[70], buf[71]]),
     }))
 }
 

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::errors::{LockBusy, LockError, SidecarError, SidecarErrorKind};
-use super::file::{check_parent, refuse_root_in_foreign_dir};
+use super::file::{canonical, check_parent, refuse_root_in_foreign_dir, refuse_special};
 
 /// How often [`TickLock::acquire`] retries while waiting.
 const LOCK_POLL: Duration = Duration::from_millis(100);
 
-/// `<state path>.lock`.
+/// `<canonical state path>.lock`: every symlink of the state path resolved,
+/// so two paths to one database share one lock.
 pub fn lock_path(state_path: &Path) -> PathBuf {
-    let mut s = state_path.as_os_str().to_os_string();
+    let mut s = canonical(state_path).into_os_string();
     s.push(".lock");
     PathBuf::from(s)
 }
@@ -30,9 +31,13 @@ impl TickLock {
     /// (`Duration::ZERO`: one attempt). Creates the lock file if missing;
     /// its directory must exist.
     pub fn acquire(state_path: &Path, wait: Duration) -> Result<TickLock, LockError> {
+        // A FIFO or device at the sidecar path is refused before a lock
+        // file is made beside it.
+        refuse_special(state_path).map_err(LockError::Sidecar)?;
         let path = lock_path(state_path);
         check_parent(&path).map_err(LockError::Sidecar)?;
         refuse_root_in_foreign_dir(&path).map_err(LockError::Sidecar)?;
+        refuse_special(&path).map_err(LockError::Sidecar)?;
         // flock needs no write access: an existing lock file is only read,
         // so a lock file made by another user does not get in the way.
         let file = OpenOptions::new()

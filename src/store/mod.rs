@@ -43,6 +43,7 @@ pub use cache::{Mirror, MirrorIssue};
 pub use cycles::KnownCycle;
 pub use dedup::{Pass, RecordedUnblock, Unblock, is_duplicate};
 pub use errors::{LockBusy, LockError, Result, SidecarError, SidecarErrorKind};
+pub use file::refuse_special;
 pub use lock::{TickLock, lock_path};
 pub use metrics::{REQUESTS_TOTAL, SeriesKey, TICKS_TOTAL, UNITS_TOTAL};
 pub use outbox::{MAX_ATTEMPTS, MessageKind, OutboxMessage, OutboxStatus};
@@ -137,7 +138,8 @@ fn open_ro_conn(path: &Path) -> Result<Option<(Connection, Option<FileStamp>)>> 
         Some(h) if h.empty => return Ok(None),
         Some(h) => h,
     };
-    let wal_exists = sidecar_file(path, "-wal").exists();
+    // SQLite keeps the -wal beside the file a symlink points to.
+    let wal_exists = sidecar_file(&file::canonical(path), "-wal").exists();
     let immutable = header.wal && !wal_exists;
     let query = if immutable {
         "mode=ro&immutable=1"
@@ -156,6 +158,7 @@ fn open_ro_conn(path: &Path) -> Result<Option<(Connection, Option<FileStamp>)>> 
         .map_err(|e| SidecarError::sqlite(path, "setting the busy timeout", e))?;
     let version = user_version(&conn, path)?;
     check_version(path, version)?;
+    schema::check_ownership(&conn, path, version)?;
     if version == 0 {
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
@@ -195,6 +198,15 @@ impl Sidecar {
         let path = path.as_ref().to_path_buf();
         check_parent(&path)?;
         let header = read_header(&path)?;
+        // Whose file this is, decided read-only before anything can write
+        // (WAL switch, migration): a file stamped with our id is ours; any
+        // other existing database is checked as `status` would read it.
+        if let Some(h) = &header
+            && !h.empty
+            && h.application_id != schema::APPLICATION_ID
+        {
+            drop(open_ro_conn(&path)?);
+        }
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE

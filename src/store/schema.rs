@@ -1,6 +1,7 @@
 //! The schema and its migrations, and the checks that keep this tool off a
 //! database that is not its own.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -13,6 +14,9 @@ const MIGRATIONS: &[&str] = &[MIGRATION_V1, MIGRATION_V2, MIGRATION_V3];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// `PRAGMA application_id` of a reconcile sidecar: "RCN1".
+pub const APPLICATION_ID: u32 = 0x5243_4E31;
 
 pub(super) const MIGRATION_V1: &str = "
 CREATE TABLE counters (
@@ -152,8 +156,76 @@ pub(super) fn check_version(path: &Path, found: i64) -> Result<()> {
     Ok(())
 }
 
+/// A database stamped with another application's id is not ours, whatever
+/// it contains.
+fn check_application_id(path: &Path, id: u32) -> Result<()> {
+    if id == 0 || id == APPLICATION_ID {
+        return Ok(());
+    }
+    Err(SidecarError::new(
+        path,
+        SidecarErrorKind::Foreign,
+        format!(
+            "an SQLite database of another application (application_id {id:#010x}, \
+             not reconcile's {APPLICATION_ID:#010x}); refusing to touch it"
+        ),
+    ))
+}
+
+/// A database without our application id is ours only when it is a
+/// sidecar made before the id existed: its tables are exactly those its
+/// `user_version` had. Anything else (another application's database at
+/// user_version 1 or 2, say) is refused, untouched.
+pub(super) fn check_ownership(conn: &Connection, path: &Path, version: i64) -> Result<()> {
+    let sql = |what: &'static str| move |e: rusqlite::Error| SidecarError::sqlite(path, what, e);
+    let id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sql("reading the application id"))?;
+    let id = u32::try_from(id & 0xFFFF_FFFF).unwrap_or(0);
+    check_application_id(path, id)?;
+    if id == APPLICATION_ID || version <= 0 {
+        return Ok(());
+    }
+    let found = table_names(conn).map_err(sql("reading the schema"))?;
+    let expected = tables_at(version).map_err(sql("building the expected schema"))?;
+    if found == expected {
+        return Ok(());
+    }
+    let found: Vec<&str> = found.iter().map(String::as_str).collect();
+    Err(SidecarError::new(
+        path,
+        SidecarErrorKind::Foreign,
+        format!(
+            "an SQLite database that is not a reconcile sidecar (no application id; \
+             user_version {version} with tables {}); refusing to touch it",
+            found.join(", ")
+        ),
+    ))
+}
+
+/// The user tables of a database (SQLite's own `sqlite_*` left out).
+fn table_names(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The tables a sidecar at `version` has: its migrations, run on an empty
+/// in-memory database.
+fn tables_at(version: i64) -> rusqlite::Result<BTreeSet<String>> {
+    let conn = Connection::open_in_memory()?;
+    let steps = usize::try_from(version).unwrap_or(0).min(MIGRATIONS.len());
+    for step in &MIGRATIONS[..steps] {
+        conn.execute_batch(step)?;
+    }
+    table_names(&conn)
+}
+
 /// Migrate forward to [`SCHEMA_VERSION`] in one IMMEDIATE transaction:
-/// every step or none.
+/// every step or none. The same transaction stamps our application id: a
+/// new sidecar, or one made before the id existed (adopted once).
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let sql = |what: &'static str| move |e: rusqlite::Error| SidecarError::sqlite(path, what, e);
     let tx = conn
@@ -161,8 +233,16 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         .map_err(sql("starting the migration"))?;
     let from = user_version(&tx, path)?;
     check_version(path, from)?;
-    if from == SCHEMA_VERSION {
+    let id: i64 = tx
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sql("reading the application id"))?;
+    let stamp = id != i64::from(APPLICATION_ID);
+    if from == SCHEMA_VERSION && !stamp {
         return Ok(());
+    }
+    if stamp {
+        tx.pragma_update(None, "application_id", i64::from(APPLICATION_ID))
+            .map_err(sql("setting the application id"))?;
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         tx.execute_batch(step).map_err(|e| {
@@ -172,9 +252,17 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(sql("setting the schema version"))?;
     tx.commit().map_err(sql("committing the migration"))?;
-    log::info!(
-        "sidecar {}: migrated schema {from} → {SCHEMA_VERSION}",
-        path.display()
-    );
+    if from != SCHEMA_VERSION {
+        log::info!(
+            "sidecar {}: migrated schema {from} → {SCHEMA_VERSION}",
+            path.display()
+        );
+    }
+    if stamp && from > 0 {
+        log::info!(
+            "sidecar {}: adopted (made before reconcile stamped its application id)",
+            path.display()
+        );
+    }
     Ok(())
 }

@@ -924,3 +924,33 @@ fn live_close_while_a_reader_is_attached() {
     Sidecar::open(&path).unwrap().close().unwrap();
     assert_eq!(listing(dir.path()), vec!["state.sqlite"]);
 }
+
+#[test]
+fn lock_path_resolves_symlinks_even_before_the_file_exists() {
+    let (dir, real) = tmp();
+    let real_lock = lock_path(&real);
+    assert_eq!(
+        real_lock,
+        file::canonical(dir.path()).join("state.sqlite.lock")
+    );
+    // A dangling link at the leaf, and a link to that link.
+    let link = dir.path().join("link.sqlite");
+    std::os::unix::fs::symlink("state.sqlite", &link).unwrap();
+    let link2 = dir.path().join("link2.sqlite");
+    std::os::unix::fs::symlink(&link, &link2).unwrap();
+    assert_eq!(lock_path(&link), real_lock);
+    assert_eq!(lock_path(&link2), real_lock);
+    // A symlinked directory.
+    let alias = dir.path().join("alias");
+    std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+    assert_eq!(lock_path(&alias.join("state.sqlite")), real_lock);
+    // Once the file exists, the same.
+    Sidecar::open(&real).unwrap().close().unwrap();
+    assert_eq!(lock_path(&link2), real_lock);
+    // A loop ends (as given), it does not spin.
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    assert_eq!(lock_path(&a), dir.path().join("a.lock"));
+}
