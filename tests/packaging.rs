@@ -380,8 +380,6 @@ fn the_deb_installs_binary_pages_units_config_and_completions() {
         "usr/bin/",
         "usr/share/man/man1/reconcile.1",
         "usr/share/man/man5/reconcile.toml.5",
-        "usr/lib/systemd/system/reconcile.service",
-        "usr/lib/systemd/system/reconcile.timer",
         "usr/lib/sysusers.d/reconcile.conf",
         "etc/reconcile/reconcile.toml",
         "usr/share/bash-completion/completions/reconcile",
@@ -404,4 +402,23 @@ fn the_deb_installs_binary_pages_units_config_and_completions() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(conf.contains(&"/etc/reconcile/reconcile.toml"));
+
+    // The units come through cargo-deb's systemd-units (with the
+    // deb-systemd-helper snippets), installed but not enabled or started.
+    let units = &deb["systemd-units"];
+    assert_eq!(units["enable"].as_bool(), Some(false));
+    assert_eq!(units["start"].as_bool(), Some(false));
+    let dir = root().join(units["unit-scripts"].as_str().unwrap());
+    for unit in ["reconcile.service", "reconcile.timer"] {
+        assert!(dir.join(unit).is_file(), "{unit} not in {}", dir.display());
+    }
+
+    // The package version is the crate's, with a changelog entry for it.
+    let changelog = read(deb["changelog"].as_str().unwrap());
+    let first = changelog.lines().next().unwrap();
+    let expected = format!("reconcile ({}-1) ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        first.starts_with(&expected),
+        "the Debian changelog's first entry is {first:?}, not for this version: add one"
+    );
 }
