@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
+use crate::config::{ConfigError, bounds};
+
 /// The exit codes (docs/report.md), for `--help` and the man page's EXIT STATUS.
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
@@ -62,9 +64,27 @@ exits. Run it every minute from cron or a systemd timer.",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Configuration file [default: $RECONCILE_CONFIG, else /etc/reconcile/reconcile.toml]
-    #[arg(short, long, global = true, value_name = "PATH")]
+    /// Configuration file [default: /etc/reconcile/reconcile.toml]
+    // OsString, not PathBuf's parser: an empty `RECONCILE_CONFIG=` then
+    // names no file (as before clap read it) instead of a usage error.
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "RECONCILE_CONFIG",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::OsStringValueParser::new(),
+            PathBuf::from
+        )
+    )]
     pub config: Option<PathBuf>,
+
+    /// `config` came from `$RECONCILE_CONFIG`, not `--config`: a missing
+    /// file there means "no config" to the sidecar-only commands, as an
+    /// explicit `--config` does not (set by `Cli::parse_args`).
+    #[arg(skip)]
+    pub config_from_env: bool,
 
     /// Sidecar path (overrides [state] path)
     #[arg(long, global = true, value_name = "PATH")]
@@ -78,11 +98,11 @@ pub struct Cli {
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Text, value_name = "FMT")]
     pub output: Format,
 
-    /// Whole-tick budget in seconds (overrides [reconcile] deadline_s)
-    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Whole-tick budget in seconds, 1–3600 (overrides [reconcile] deadline_s)
+    #[arg(long, global = true, value_name = "SECS")]
     pub deadline: Option<u64>,
 
-    /// Wait this long for another tick's lock
+    /// Wait this long for another tick's lock, 0–86400 seconds
     #[arg(long, global = true, value_name = "SECS", default_value_t = 0)]
     pub wait_lock: u64,
 
@@ -166,6 +186,47 @@ pub enum OutboxAction {
         /// The message id, as `outbox list` shows it
         id: i64,
     },
+}
+
+impl Cli {
+    /// Parses the process arguments (clap exits on a usage error) and
+    /// records where `--config` came from.
+    pub fn parse_args() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.config_from_env =
+            matches.value_source("config") == Some(clap::parser::ValueSource::EnvVariable);
+        cli
+    }
+
+    /// The config file was named on the command line.
+    pub fn config_given(&self) -> bool {
+        self.config.is_some() && !self.config_from_env
+    }
+
+    /// The bounds of the numeric options, the same as in the file
+    /// (docs/configuration.md): checked after parsing rather than by clap so
+    /// that a value out of range is EX_CONFIG naming the option, as a bad
+    /// `deadline_s` in the file is, and never reaches `Instant + Duration`.
+    pub fn check_bounds(&self) -> Result<(), ConfigError> {
+        let check = |name: &str, v: u64, range: &std::ops::RangeInclusive<u64>| {
+            if range.contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError(format!(
+                    "--{name}: must be between {} and {} seconds, found {v}",
+                    range.start(),
+                    range.end()
+                )))
+            }
+        };
+        check("wait-lock", self.wait_lock, &bounds::WAIT_LOCK_S)?;
+        if let Some(d) = self.deadline {
+            check("deadline", d, &bounds::DEADLINE_S)?;
+        }
+        Ok(())
+    }
 }
 
 fn parse_since(text: &str) -> Result<Duration, String> {

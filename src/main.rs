@@ -1,9 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 fn main() -> ExitCode {
-    let cli = reconcile::cli::Cli::parse();
+    let cli = reconcile::cli::Cli::parse_args();
     reconcile::logging::init(cli.verbose, cli.quiet);
     match reconcile::cmd::run(cli) {
         Ok(code) => code,

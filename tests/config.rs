@@ -149,3 +149,103 @@ fn the_file_grace_override_applies_without_the_env() {
     run.code(0);
     assert_eq!(run.gate_outcome(7), "skipped/young");
 }
+
+/// Every bounded key, one value out of its range: exit 78 naming the key
+/// (values ≥ 2^63 used to panic with exit 101).
+#[test]
+fn out_of_range_numbers_are_refused_by_name_never_a_panic() {
+    for (section, key, value) in [
+        ("orchestrator", "timeout_s", "9223372036854775808"),
+        ("orchestrator", "timeout_s", "301"),
+        ("orchestrator", "webhook_timeout_s", "0"),
+        ("plane", "timeout_s", "18446744073709551615"),
+        ("telegram", "timeout_s", "301"),
+        ("reconcile", "deadline_s", "3601"),
+        ("reconcile", "max_actions", "9223372036854775808"),
+        ("reconcile", "max_developer_retries", "-1"),
+        ("reconcile", "interval_s", "9223372036854775808"),
+        ("state", "states_cache_ttl_s", "9223372036854775808"),
+        ("plane", "per_page", "1001"),
+        ("plane", "max_pages", "0"),
+        ("plane", "concurrency", "33"),
+        ("plane", "rate_reserve", "9223372036854775808"),
+        ("plane", "full_resync_s", "9223372036854775808"),
+        ("plane", "resync_overlap_s", "9223372036854775808"),
+        ("telegram", "digest_over", "1001"),
+        // Not below the deadline (50 s by default).
+        ("telegram", "delivery_reserve_s", "50"),
+    ] {
+        let stack = Test::new().set(section, key, value).start();
+        let run = stack.run(&["gate"]);
+        assert_eq!(run.code, 78, "{section}.{key} = {value}: {run}");
+        run.stdout_empty()
+            .stderr_one_line(&[&format!("[{section}] {key}"), "between"]);
+        assert!(stack.sim.requests().is_empty(), "a peer was contacted");
+    }
+}
+
+#[test]
+fn a_delivery_reserve_below_the_deadline_is_accepted() {
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .set("telegram", "delivery_reserve_s", "0")
+        .set("plane", "max_pages", "1")
+        .start();
+    stack.tick(&["gate"]).code(0);
+    assert_eq!(stack.stage(7), "review");
+}
+
+#[test]
+fn an_out_of_range_env_deadline_is_refused_by_name() {
+    let stack = Test::new().start();
+    refused_with_env(
+        &stack,
+        &[("ORCH_RECONCILE_DEADLINE_S", "9000000000000000000")],
+        &["ORCH_RECONCILE_DEADLINE_S", "between"],
+    );
+}
+
+/// `--wait-lock` and `--deadline` out of range: 78 naming the option on
+/// every command that takes them (9300000000000000000 used to panic).
+#[test]
+fn out_of_range_options_are_refused_by_name_never_a_panic() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    stack.tick(&["gate"]).code(0);
+    for args in [
+        &["gate", "--wait-lock", "9300000000000000000"][..],
+        &["forget", "ET-7", "--wait-lock", "9300000000000000000"],
+        &["outbox", "drop", "1", "--wait-lock", "9300000000000000000"],
+        &["all", "--wait-lock", "86401"],
+        &["gate", "--deadline", "3601"],
+        &["gate", "--deadline", "0"],
+    ] {
+        let run = stack.run(args);
+        assert_eq!(run.code, 78, "{args:?}: {run}");
+        let option = if args.contains(&"--deadline") {
+            "--deadline"
+        } else {
+            "--wait-lock"
+        };
+        run.stdout_empty().stderr_one_line(&[option, "between"]);
+    }
+    // The bounds themselves are accepted.
+    stack
+        .run(&["forget", "ET-7", "--wait-lock", "86400"])
+        .code(0);
+}
+
+#[test]
+fn a_workspace_that_is_not_a_slug_is_refused_by_name() {
+    for bad in ["\"a#b\"", "\"a?b\"", "\"a%2Fb\"", "\"a/b\"", "\"a b\""] {
+        let stack = Test::new().set("plane", "workspace", bad).start();
+        refused(&stack, &["[plane] workspace", "slug"]);
+    }
+}
+
+#[test]
+fn an_empty_template_is_refused_by_name() {
+    for key in ["unblock_template", "cycle_template"] {
+        let stack = Test::new().set("telegram", key, "\" \"").start();
+        refused(&stack, &[&format!("[telegram] {key}"), "empty"]);
+    }
+}

@@ -40,6 +40,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.check_bounds()?;
     match cli.command {
         Command::Gate => run_tick(&cli, tick::Command::Gate),
         Command::Plane => run_tick(&cli, tick::Command::Plane),
@@ -74,7 +75,10 @@ fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
 }
 
 pub fn config_path(cli: &Cli) -> PathBuf {
-    cli.config.clone().unwrap_or_else(config::default_path)
+    // `--config`, else `$RECONCILE_CONFIG` (clap's `env`), else the default.
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
 }
 
 /// The configuration with the command-line overrides applied.
@@ -192,7 +196,7 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
 /// that need only the sidecar (a broken config draws a warning, not 78).
 pub fn optional_config(cli: &Cli, what: &str) -> Option<Config> {
     let path = config_path(cli);
-    if !(path.exists() || cli.config.is_some()) {
+    if !(path.exists() || cli.config_given()) {
         return None;
     }
     match load_config(cli, false) {

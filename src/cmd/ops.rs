@@ -20,11 +20,8 @@ fn writable_state_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     if cli.state.is_some() {
         return Ok(cmd::state_path(cli, None));
     }
-    let path = cli
-        .config
-        .clone()
-        .unwrap_or_else(crate::config::default_path);
-    if path.exists() || cli.config.is_some() {
+    let path = cmd::config_path(cli);
+    if path.exists() || cli.config_given() {
         let cfg = cmd::load_config(cli, false)?;
         Ok(cmd::state_path(cli, Some(&cfg)))
     } else {

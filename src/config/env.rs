@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::types::{ConfigError, GRACE_OVERRIDES_ENV, Reconcile};
+use std::ops::RangeInclusive;
+
+use super::types::{ConfigError, GRACE_OVERRIDES_ENV, Reconcile, bounds};
 
 /// The original Python reconciler's boolean spellings, case-insensitive, trimmed.
 pub fn parse_env_bool(value: &str) -> Option<bool> {
@@ -36,6 +38,22 @@ fn env_uint(name: &str, raw: &str) -> Result<u64, ConfigError> {
             "env {name}: expected a non-negative integer, found {v}"
         ))
     })
+}
+
+/// `v` within `range`, else an error naming the variable.
+fn env_bounded<T>(name: &str, v: T, range: &RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError(format!(
+            "env {name}: must be between {} and {}, found {v}",
+            range.start(),
+            range.end()
+        )))
+    }
 }
 
 /// Applies the original Python reconciler's env variables over the file. Blank or whitespace-only
@@ -75,22 +93,28 @@ pub(super) fn apply_env(
         r.grace_default_s = env_int("ORCH_RECONCILE_GRACE_DEFAULT_S", &v)?;
     }
     if let Some(v) = env("ORCH_MAX_DEVELOPER_RETRIES") {
-        r.max_developer_retries = env_int("ORCH_MAX_DEVELOPER_RETRIES", &v)?;
+        let n = env_int("ORCH_MAX_DEVELOPER_RETRIES", &v)?;
+        r.max_developer_retries = env_bounded(
+            "ORCH_MAX_DEVELOPER_RETRIES",
+            n,
+            &bounds::MAX_DEVELOPER_RETRIES,
+        )?;
     }
     if let Some(v) = env("ORCH_RECONCILE_MAX_ACTIONS") {
-        r.max_actions = env_uint("ORCH_RECONCILE_MAX_ACTIONS", &v)?;
+        let n = env_uint("ORCH_RECONCILE_MAX_ACTIONS", &v)?;
+        r.max_actions = env_bounded("ORCH_RECONCILE_MAX_ACTIONS", n, &bounds::MAX_ACTIONS)?;
     }
     if let Some(v) = env("ORCH_RECONCILE_INTERVAL_S") {
-        r.interval_s = Some(env_interval(&v)?);
+        let n = env_interval(&v)?;
+        r.interval_s = Some(env_bounded(
+            "ORCH_RECONCILE_INTERVAL_S",
+            n,
+            &bounds::INTERVAL_S,
+        )?);
     }
     if let Some(v) = env("ORCH_RECONCILE_DEADLINE_S") {
         let d = env_uint("ORCH_RECONCILE_DEADLINE_S", &v)?;
-        if d == 0 {
-            return Err(ConfigError(
-                "env ORCH_RECONCILE_DEADLINE_S: must be greater than 0".into(),
-            ));
-        }
-        r.deadline_s = d;
+        r.deadline_s = env_bounded("ORCH_RECONCILE_DEADLINE_S", d, &bounds::DEADLINE_S)?;
     }
     if let Some(v) = env(GRACE_OVERRIDES_ENV)
         && !v.trim().is_empty()

@@ -2,6 +2,7 @@
 //! refused), then defaults and validation.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ struct RawPlane {
     api_key_file: Option<PathBuf>,
     items_path: Option<String>,
     per_page: Option<u64>,
+    max_pages: Option<u64>,
     rate_reserve: Option<u64>,
     concurrency: Option<u64>,
     full_resync_s: Option<u64>,
@@ -88,6 +90,7 @@ struct RawTelegram {
     unblock_template: Option<String>,
     cycle_template: Option<String>,
     digest_over: Option<u64>,
+    delivery_reserve_s: Option<u64>,
     timeout_s: Option<u64>,
 }
 
@@ -160,20 +163,49 @@ fn check_url(section: &str, key: &str, value: String) -> Checked<String> {
     Ok(value.trim_end_matches('/').to_string())
 }
 
-fn positive(section: &str, key: &str, value: Option<u64>, default: u64) -> Checked<u64> {
-    match value.unwrap_or(default) {
-        0 => Err(format!("{section} {key}: must be greater than 0")),
-        v => Ok(v),
+/// `value` (or the default) within `range`, else an error naming the key.
+pub(super) fn bounded<T>(
+    section: &str,
+    key: &str,
+    value: Option<T>,
+    default: T,
+    range: &RangeInclusive<T>,
+) -> Checked<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{section} {key}: must be between {} and {}, found {v}",
+            range.start(),
+            range.end()
+        ))
     }
 }
 
-fn in_range(section: &str, key: &str, value: u64, lo: u64, hi: u64) -> Checked<u64> {
-    if (lo..=hi).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!(
-            "{section} {key}: must be between {lo} and {hi}, found {value}"
-        ))
+/// A timeout key, 1–300 s.
+fn timeout(section: &str, key: &str, value: Option<u64>, default: u64) -> Checked<Duration> {
+    bounded(section, key, value, default, &bounds::TIMEOUT_S).map(Duration::from_secs)
+}
+
+/// A Plane workspace slug: what Plane accepts in its URLs, and nothing that
+/// would change the meaning of a URL built with it (`#`, `?`, `%`, `/`).
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A message template: absent → the default; present → not blank (an
+/// empty message is refused by Telegram, so every message would be lost).
+fn template(key: &str, value: Option<String>, default: &str) -> Checked<String> {
+    match value {
+        None => Ok(default.to_string()),
+        Some(t) if t.trim().is_empty() => Err(format!("[telegram] {key}: must not be empty")),
+        Some(t) => Ok(t),
     }
 }
 
@@ -226,7 +258,14 @@ pub(super) fn build(
     let mut files = SecretFiles::default();
     let r = raw.reconcile;
     let d = Reconcile::default();
-    let deadline_s = positive("[reconcile]", "deadline_s", r.deadline_s, d.deadline_s)?;
+    let rec = "[reconcile]";
+    let deadline_s = bounded(
+        rec,
+        "deadline_s",
+        r.deadline_s,
+        d.deadline_s,
+        &bounds::DEADLINE_S,
+    )?;
     let reconcile = Reconcile {
         enabled: r.enabled.unwrap_or(d.enabled),
         plane_enabled: r.plane_enabled.unwrap_or(d.plane_enabled),
@@ -235,10 +274,25 @@ pub(super) fn build(
         task_deps_enabled: r.task_deps_enabled.unwrap_or(d.task_deps_enabled),
         grace_default_s: r.grace_default_s.unwrap_or(d.grace_default_s),
         grace_overrides: r.grace_overrides.unwrap_or_default(),
-        max_developer_retries: r.max_developer_retries.unwrap_or(d.max_developer_retries),
-        max_actions: r.max_actions.unwrap_or(d.max_actions),
+        max_developer_retries: bounded(
+            rec,
+            "max_developer_retries",
+            r.max_developer_retries,
+            d.max_developer_retries,
+            &bounds::MAX_DEVELOPER_RETRIES,
+        )?,
+        max_actions: bounded(
+            rec,
+            "max_actions",
+            r.max_actions,
+            d.max_actions,
+            &bounds::MAX_ACTIONS,
+        )?,
         skip_work_items: r.skip_work_items.unwrap_or_default(),
-        interval_s: r.interval_s,
+        interval_s: match r.interval_s {
+            Some(v) => Some(bounded(rec, "interval_s", Some(v), 0, &bounds::INTERVAL_S)?),
+            None => None,
+        },
         deadline_s,
     };
 
@@ -250,7 +304,13 @@ pub(super) fn build(
             Some(p) => p,
             None => default_state_path(env),
         },
-        states_cache_ttl_s: raw.state.states_cache_ttl_s.unwrap_or(300),
+        states_cache_ttl_s: bounded(
+            "[state]",
+            "states_cache_ttl_s",
+            raw.state.states_cache_ttl_s,
+            300,
+            &bounds::STATES_CACHE_TTL_S,
+        )?,
     };
 
     let o = raw
@@ -271,13 +331,13 @@ pub(super) fn build(
         token: None,
         webhook_path,
         webhook_secret: None,
-        timeout: Duration::from_secs(positive("[orchestrator]", "timeout_s", o.timeout_s, 10)?),
-        webhook_timeout: Duration::from_secs(positive(
+        timeout: timeout("[orchestrator]", "timeout_s", o.timeout_s, 10)?,
+        webhook_timeout: timeout(
             "[orchestrator]",
             "webhook_timeout_s",
             o.webhook_timeout_s,
             30,
-        )?),
+        )?,
     };
 
     let p = raw
@@ -286,8 +346,8 @@ pub(super) fn build(
     files.plane_api_key = p.api_key_file;
     let url = check_url("[plane]", "url", required("[plane]", "url", p.url)?)?;
     let workspace = required("[plane]", "workspace", p.workspace)?;
-    if workspace.contains('/') || workspace.chars().any(char::is_whitespace) {
-        return Err("[plane] workspace: must be a slug (no / or spaces)".into());
+    if !is_slug(&workspace) {
+        return Err("[plane] workspace: must be a slug (letters, digits, _ and - only)".into());
     }
     let items_path = p.items_path.unwrap_or_else(|| "work-items".into());
     if items_path != "work-items" && items_path != "issues" {
@@ -295,24 +355,40 @@ pub(super) fn build(
             "[plane] items_path: must be \"work-items\" or \"issues\", found {items_path:?}"
         ));
     }
-    let u32_max = u64::from(u32::MAX);
+    let pl = "[plane]";
+    // The bounds fit in u32, so the narrowing below cannot truncate.
+    let small = |key: &str, v: Option<u64>, default: u64, range: &RangeInclusive<u64>| {
+        bounded(pl, key, v, default, range).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+    };
     let plane = Plane {
         url,
         workspace,
         api_key: None,
         items_path,
-        per_page: in_range("[plane]", "per_page", p.per_page.unwrap_or(1000), 1, 1000)? as u32,
-        rate_reserve: in_range(
-            "[plane]",
-            "rate_reserve",
-            p.rate_reserve.unwrap_or(10),
-            0,
-            u32_max,
-        )? as u32,
-        concurrency: in_range("[plane]", "concurrency", p.concurrency.unwrap_or(4), 1, 64)? as u32,
-        full_resync_s: p.full_resync_s.unwrap_or(1800),
-        resync_overlap_s: p.resync_overlap_s.unwrap_or(120),
-        timeout: Duration::from_secs(positive("[plane]", "timeout_s", p.timeout_s, 10)?),
+        per_page: small("per_page", p.per_page, 1000, &bounds::PER_PAGE)?,
+        max_pages: small(
+            "max_pages",
+            p.max_pages,
+            DEFAULT_MAX_PAGES,
+            &bounds::MAX_PAGES,
+        )?,
+        rate_reserve: small("rate_reserve", p.rate_reserve, 10, &bounds::RATE_RESERVE)?,
+        concurrency: small("concurrency", p.concurrency, 4, &bounds::CONCURRENCY)?,
+        full_resync_s: bounded(
+            pl,
+            "full_resync_s",
+            p.full_resync_s,
+            1800,
+            &bounds::FULL_RESYNC_S,
+        )?,
+        resync_overlap_s: bounded(
+            pl,
+            "resync_overlap_s",
+            p.resync_overlap_s,
+            120,
+            &bounds::RESYNC_OVERLAP_S,
+        )?,
+        timeout: timeout(pl, "timeout_s", p.timeout_s, 10)?,
         state_names: check_state_names("[plane.state_names]", p.state_names)?,
     };
 
@@ -330,27 +406,40 @@ pub(super) fn build(
                 "api_url",
                 t.api_url.unwrap_or_else(|| DEFAULT_TELEGRAM_API_URL.into()),
             )?;
-            let digest_over = in_range(
+            let digest_over = bounded(
                 "[telegram]",
                 "digest_over",
-                t.digest_over.unwrap_or(5),
-                1,
-                u32_max,
-            )? as usize;
+                t.digest_over,
+                5,
+                &bounds::DIGEST_OVER,
+            )?;
+            let delivery_reserve_s = bounded(
+                "[telegram]",
+                "delivery_reserve_s",
+                t.delivery_reserve_s,
+                DEFAULT_DELIVERY_RESERVE_S,
+                &bounds::DELIVERY_RESERVE_S,
+            )?;
             Some(Telegram {
                 bot_token: None,
                 chat_id,
                 message_thread_id: t.message_thread_id,
                 api_url,
                 link_template: t.link_template.filter(|l| !l.trim().is_empty()),
-                unblock_template: t
-                    .unblock_template
-                    .unwrap_or_else(|| DEFAULT_UNBLOCK_TEMPLATE.into()),
-                cycle_template: t
-                    .cycle_template
-                    .unwrap_or_else(|| DEFAULT_CYCLE_TEMPLATE.into()),
-                digest_over,
-                timeout: Duration::from_secs(positive("[telegram]", "timeout_s", t.timeout_s, 10)?),
+                unblock_template: template(
+                    "unblock_template",
+                    t.unblock_template,
+                    DEFAULT_UNBLOCK_TEMPLATE,
+                )?,
+                cycle_template: template(
+                    "cycle_template",
+                    t.cycle_template,
+                    DEFAULT_CYCLE_TEMPLATE,
+                )?,
+                // The bound (1000) fits any usize.
+                digest_over: usize::try_from(digest_over).unwrap_or(usize::MAX),
+                delivery_reserve_s,
+                timeout: timeout("[telegram]", "timeout_s", t.timeout_s, 10)?,
             })
         }
     };
@@ -384,6 +473,20 @@ pub(super) fn build(
         warnings: Vec::new(),
     };
     Ok((config, files))
+}
+
+/// `[telegram] delivery_reserve_s` below the deadline (after the env
+/// overrides, which may change `deadline_s`).
+pub(super) fn check_delivery_reserve(config: &Config) -> Checked<()> {
+    let deadline = config.reconcile.deadline_s;
+    match &config.telegram {
+        Some(t) if t.delivery_reserve_s >= deadline => Err(format!(
+            "[telegram] delivery_reserve_s: must be between 0 and {} (below [reconcile] deadline_s = {deadline}), found {}",
+            deadline - 1,
+            t.delivery_reserve_s
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A toml/serde error as one line naming the key: `[section] key: …` or

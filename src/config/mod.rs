@@ -9,18 +9,14 @@ mod secrets;
 mod tests;
 mod types;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use env::{parse_env_bool, parse_grace_overrides_json, parse_python_int};
 pub use types::*;
 
-/// Where the config file is: `--config`, else `$RECONCILE_CONFIG`, else
-/// /etc/reconcile/reconcile.toml.
-pub fn default_path() -> PathBuf {
-    std::env::var_os("RECONCILE_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/reconcile/reconcile.toml"))
-}
+/// The config file when neither `--config` nor `$RECONCILE_CONFIG` names
+/// one (the CLI reads both, through clap).
+pub const DEFAULT_PATH: &str = "/etc/reconcile/reconcile.toml";
 
 /// Reads and validates the configuration at `path`, applying the process
 /// environment (env overrides, `$CREDENTIALS_DIRECTORY`, secret env vars).
@@ -53,6 +49,7 @@ pub fn load_with_env(
         toml::from_str(&text.content).map_err(|e| file_err(file::toml_error(&text.content, &e)))?;
     let (mut config, files) = file::build(raw, env).map_err(file_err)?;
     env::apply_env(&mut config.reconcile, env, &mut warnings)?;
+    file::check_delivery_reserve(&config).map_err(file_err)?;
     if read_secrets {
         secrets::read_all_secrets(&mut config, &files, &at, env, &mut warnings)?;
     }

@@ -89,6 +89,7 @@ fn minimal_defaults() {
         (1800, 120)
     );
     assert_eq!(c.plane.timeout, Duration::from_secs(10));
+    assert_eq!(c.plane.max_pages, 100);
     assert!(c.plane.state_names.is_empty() && c.plane.api_key.is_none());
     assert!(c.telegram.is_none());
     assert!(c.metrics.textfile.is_none());
@@ -159,6 +160,9 @@ enabled = false
     assert_eq!(t.unblock_template, DEFAULT_UNBLOCK_TEMPLATE);
     assert_eq!(t.cycle_template, DEFAULT_CYCLE_TEMPLATE);
     assert_eq!(t.digest_over, 5);
+    assert_eq!(t.delivery_reserve_s, DEFAULT_DELIVERY_RESERVE_S);
+    // deadline_s = 20 in this file: the reserve is 10 s, at most half.
+    assert_eq!(c.delivery_reserve(), Duration::from_secs(10));
     assert!(
         t.link_template
             .as_deref()
@@ -814,4 +818,102 @@ proptest! {
         std::fs::write(&p, &s).unwrap();
         let _ = load_with_env(&p, true, &|_| None);
     }
+}
+
+#[test]
+fn bounds_name_the_key_and_accept_their_ends() {
+    let f = Fixture::new();
+    for (extra, key) in [
+        ("[reconcile]\ndeadline_s = 3601", "[reconcile] deadline_s"),
+        (
+            "[reconcile]\nmax_developer_retries = 1001",
+            "[reconcile] max_developer_retries",
+        ),
+        (
+            "[reconcile]\nmax_actions = 1000001",
+            "[reconcile] max_actions",
+        ),
+        ("[reconcile]\ninterval_s = 86401", "[reconcile] interval_s"),
+        (
+            "[state]\nstates_cache_ttl_s = 86401",
+            "[state] states_cache_ttl_s",
+        ),
+        (
+            "[telegram]\nchat_id = 1\ntimeout_s = 0",
+            "[telegram] timeout_s",
+        ),
+        (
+            "[telegram]\nchat_id = 1\ndigest_over = 1001",
+            "[telegram] digest_over",
+        ),
+        (
+            "[telegram]\nchat_id = 1\ndelivery_reserve_s = 50",
+            "[telegram] delivery_reserve_s",
+        ),
+        (
+            "[telegram]\nchat_id = 1\nunblock_template = \"\"",
+            "[telegram] unblock_template",
+        ),
+        (
+            "[telegram]\nchat_id = 1\ncycle_template = \" \"",
+            "[telegram] cycle_template",
+        ),
+    ] {
+        let e = f.err(&with(extra));
+        assert!(e.contains(key), "{extra}: {e}");
+    }
+    for (plane_extra, key) in [
+        ("max_pages = 0", "[plane] max_pages"),
+        ("max_pages = 100001", "[plane] max_pages"),
+        ("concurrency = 33", "[plane] concurrency"),
+        ("timeout_s = 301", "[plane] timeout_s"),
+        ("timeout_s = 9223372036854775808", "[plane] timeout_s"),
+        ("full_resync_s = 604801", "[plane] full_resync_s"),
+        ("resync_overlap_s = 86401", "[plane] resync_overlap_s"),
+        ("rate_reserve = 100001", "[plane] rate_reserve"),
+    ] {
+        let e = f.err(&format!(
+            "[orchestrator]\nurl = \"http://o\"\n[plane]\nurl = \"http://p\"\nworkspace = \"w\"\n{plane_extra}\n"
+        ));
+        assert!(
+            e.contains(key) && e.contains("between"),
+            "{plane_extra}: {e}"
+        );
+    }
+    for ws in ["a#b", "a?b", "a%20", "a.b", "é", "a/b"] {
+        let e = f.err(&format!(
+            "[orchestrator]\nurl = \"http://o\"\n[plane]\nurl = \"http://p\"\nworkspace = {ws:?}\n"
+        ));
+        assert!(e.contains("[plane] workspace"), "{ws}: {e}");
+    }
+    // The ends of the ranges are fine.
+    let c = f.ok(
+        "[reconcile]\ndeadline_s = 3600\nmax_developer_retries = 0\n[orchestrator]\nurl = \"http://o\"\ntimeout_s = 300\nwebhook_timeout_s = 1\n[plane]\nurl = \"http://p\"\nworkspace = \"Acme_1-x\"\nmax_pages = 1\nconcurrency = 32\nfull_resync_s = 0\n[telegram]\nchat_id = 1\ndelivery_reserve_s = 3599\ndigest_over = 1000\n"
+    );
+    assert_eq!(c.plane.workspace, "Acme_1-x");
+    assert_eq!((c.plane.max_pages, c.plane.concurrency), (1, 32));
+    assert_eq!(c.telegram.as_ref().unwrap().delivery_reserve_s, 3599);
+    // Under a shorter --deadline the reserve in use is at most half of it.
+    let mut c = c;
+    c.reconcile.deadline_s = 5;
+    assert_eq!(c.delivery_reserve(), Duration::from_secs(2));
+    c.telegram = None;
+    assert_eq!(c.delivery_reserve(), Duration::ZERO);
+    // The env overrides are bounded too, and the reserve is checked after them.
+    for (var, value) in [
+        ("ORCH_RECONCILE_DEADLINE_S", "3601"),
+        ("ORCH_RECONCILE_MAX_ACTIONS", "1000001"),
+        ("ORCH_MAX_DEVELOPER_RETRIES", "-1"),
+        ("ORCH_RECONCILE_INTERVAL_S", "86400.5"),
+    ] {
+        let e = Fixture::new().set(var, value).err(MINIMAL);
+        assert!(
+            e.contains(var) && e.contains("between"),
+            "{var}={value}: {e}"
+        );
+    }
+    let e = Fixture::new()
+        .set("ORCH_RECONCILE_DEADLINE_S", "10")
+        .err(&with("[telegram]\nchat_id = 1\n"));
+    assert!(e.contains("[telegram] delivery_reserve_s"), "{e}");
 }

@@ -109,6 +109,8 @@ pub struct Plane {
     pub api_key: Option<Secret>,
     pub items_path: String,
     pub per_page: u32,
+    /// A listing longer than this many pages is that project's error.
+    pub max_pages: u32,
     pub rate_reserve: u32,
     pub concurrency: u32,
     pub full_resync_s: u64,
@@ -129,6 +131,10 @@ pub struct Telegram {
     pub unblock_template: String,
     pub cycle_template: String,
     pub digest_over: usize,
+    /// Seconds of the deadline kept for delivery, below `[reconcile]
+    /// deadline_s` (validated); see `Config::delivery_reserve` for the
+    /// value to use under any deadline.
+    pub delivery_reserve_s: u64,
     /// Not in the original Python reconciler: Telegram calls need a bound
     /// like the other peers.
     pub timeout: Duration,
@@ -149,6 +155,15 @@ pub struct Project {
 }
 
 impl Config {
+    /// The delivery reserve to use under the deadline in force (a
+    /// `--deadline` may be shorter than the file's): `delivery_reserve_s`,
+    /// but never more than half the deadline, so the passes keep time too.
+    /// Zero without a `[telegram]` section.
+    pub fn delivery_reserve(&self) -> Duration {
+        let reserve = self.telegram.as_ref().map_or(0, |t| t.delivery_reserve_s);
+        Duration::from_secs(reserve.min(self.reconcile.deadline_s / 2))
+    }
+
     pub fn project_by_repo(&self, repo: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.repo == repo)
     }
@@ -176,5 +191,37 @@ pub const DEFAULT_UNBLOCK_TEMPLATE: &str =
 pub const DEFAULT_CYCLE_TEMPLATE: &str = "⛔ reconciler: dependency cycle {cycle}";
 /// Default `[telegram] api_url`.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+/// Default `[telegram] delivery_reserve_s`.
+pub const DEFAULT_DELIVERY_RESERVE_S: u64 = 10;
+/// Default `[plane] max_pages`.
+pub const DEFAULT_MAX_PAGES: u64 = 100;
 /// The env variable of the grace overrides (the original Python reconciler's name).
 pub const GRACE_OVERRIDES_ENV: &str = "ORCH_RECONCILE_GRACE_OVERRIDES_JSON";
+
+/// The sane range of every duration and count (docs/configuration.md,
+/// "Validation"): a value outside is EX_CONFIG naming the key, so no later
+/// arithmetic (deadlines, timeouts, `Instant + Duration`) can overflow.
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// Every peer timeout (`timeout_s`, `webhook_timeout_s`).
+    pub const TIMEOUT_S: RangeInclusive<u64> = 1..=300;
+    pub const DEADLINE_S: RangeInclusive<u64> = 1..=3600;
+    /// `--wait-lock`.
+    pub const WAIT_LOCK_S: RangeInclusive<u64> = 0..=86_400;
+    pub const PER_PAGE: RangeInclusive<u64> = 1..=1000;
+    pub const MAX_PAGES: RangeInclusive<u64> = 1..=100_000;
+    pub const CONCURRENCY: RangeInclusive<u64> = 1..=32;
+    pub const RATE_RESERVE: RangeInclusive<u64> = 0..=100_000;
+    pub const DIGEST_OVER: RangeInclusive<u64> = 1..=1000;
+    pub const STATES_CACHE_TTL_S: RangeInclusive<u64> = 0..=86_400;
+    /// 0: a full listing every tick.
+    pub const FULL_RESYNC_S: RangeInclusive<u64> = 0..=604_800;
+    pub const RESYNC_OVERLAP_S: RangeInclusive<u64> = 0..=86_400;
+    pub const INTERVAL_S: RangeInclusive<u64> = 0..=86_400;
+    /// 0: no cap.
+    pub const MAX_ACTIONS: RangeInclusive<u64> = 0..=1_000_000;
+    pub const MAX_DEVELOPER_RETRIES: RangeInclusive<i64> = 0..=1000;
+    /// Below the deadline as well (checked against `deadline_s`).
+    pub const DELIVERY_RESERVE_S: RangeInclusive<u64> = 0..=3599;
+}
