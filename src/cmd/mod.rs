@@ -169,7 +169,7 @@ fn status(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     let state_path = state_path(cli, cfg.as_ref());
     let snapshot = match SidecarReader::open(&state_path)? {
-        Some(s) => s.snapshot()?,
+        Some(s) => s.snapshot()?.at(time::OffsetDateTime::now_utc()),
         None => store::Snapshot::default(),
     };
     let mut value = serde_json::to_value(&snapshot).context("serializing the status")?;

@@ -149,6 +149,8 @@ struct Budget {
     /// i64::MIN: not known yet.
     remaining: AtomicI64,
     in_flight: AtomicI64,
+    /// A 429 was not waited out: Plane is done for this tick.
+    limited: std::sync::atomic::AtomicBool,
 }
 
 impl Plane {
@@ -171,6 +173,7 @@ impl Plane {
             budget: Arc::new(Budget {
                 remaining: AtomicI64::new(i64::MIN),
                 in_flight: AtomicI64::new(0),
+                limited: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -196,9 +199,38 @@ impl Plane {
         Some(self.budget.remaining.load(Ordering::Relaxed)).filter(|r| *r != i64::MIN)
     }
 
+    /// Whether a 429 ended Plane for this tick.
+    pub fn limited(&self) -> bool {
+        self.budget.limited.load(Ordering::Relaxed)
+    }
+
     /// One Plane call under the budget. A 429 is waited out once when its
-    /// Retry-After fits before the deadline; otherwise the unit is deferred.
+    /// Retry-After fits before the deadline; otherwise the unit is deferred,
+    /// and so is every later call of the tick (Plane's window would only
+    /// answer 429 again).
     fn call(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Value, PlaneFailure> {
+        let result = self.call_waiting(method, url, body);
+        if matches!(result, Err(PlaneFailure::RateLimited(_))) {
+            self.budget.limited.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn call_waiting(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Value, PlaneFailure> {
+        if self.limited() {
+            return Err(PlaneFailure::RateLimited(PeerError {
+                peer: self.http.peer(),
+                endpoint: self.http.redact(&format!("{method} {url}")),
+                kind: super::http::ErrorKind::Body(
+                    "not sent: Plane answered 429 earlier in this tick".into(),
+                ),
+            }));
+        }
         match self.call_once(method, url, body) {
             Err(PlaneFailure::RateLimited(e)) => {
                 let wait = Duration::from_secs(

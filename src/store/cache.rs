@@ -2,6 +2,8 @@
 //! per project (docs/plane.md): each project's states and a mirror of its
 //! issues.
 
+use std::collections::HashMap;
+
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -32,6 +34,16 @@ pub struct Mirror {
     pub issues: Vec<MirrorIssue>,
 }
 
+/// A project's last syncs, as the fair budget reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorSync {
+    pub last_full_at: OffsetDateTime,
+    /// When the last successful sync (full or incremental) started.
+    pub last_started_at: OffsetDateTime,
+    /// Issues the mirror holds.
+    pub issues: u64,
+}
+
 fn ts(text: &str) -> OffsetDateTime {
     crate::core::timestamp::parse(text).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -53,6 +65,57 @@ impl SidecarReader {
             .map_err(self.err("reading the states cache"))?;
         // An unreadable entry is a miss, never an error: it is refetched.
         Ok(row.and_then(|(at, json)| serde_json::from_str(&json).ok().map(|s| (ts(&at), s))))
+    }
+
+    /// When a project's states were cached, without reading them.
+    pub fn states_fetched_at(&self, project_id: &str) -> Result<Option<OffsetDateTime>> {
+        let at: Option<String> = self
+            .conn()?
+            .query_row(
+                "SELECT fetched_at FROM states_cache WHERE project_id = ?1",
+                [project_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err("reading the states cache"))?;
+        Ok(at.map(|a| ts(&a)))
+    }
+
+    // -- issue mirror ----------------------------------------------------
+
+    /// Every mirrored project's last syncs and issue count, without the
+    /// issues: what the fair budget orders and estimates by.
+    pub fn mirror_syncs(&self) -> Result<HashMap<String, MirrorSync>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT s.project_id, s.last_full_at, s.last_started_at,
+                        (SELECT count(*) FROM mirror_issue i WHERE i.project_id = s.project_id)
+                 FROM mirror_sync s",
+            )
+            .map_err(self.err("reading the issue mirror"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err("reading the issue mirror"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(pid, full, started, n)| {
+                let sync = MirrorSync {
+                    last_full_at: ts(&full),
+                    last_started_at: ts(&started),
+                    issues: u64::try_from(n).unwrap_or(0),
+                };
+                (pid, sync)
+            })
+            .collect())
     }
 
     pub fn mirror(&self, project_id: &str) -> Result<Option<Mirror>> {
@@ -137,7 +200,14 @@ impl Sidecar {
         started: OffsetDateTime,
         issues: &[MirrorIssue],
     ) -> Result<()> {
-        let started = format_ts(started);
+        // Microseconds: the fair budget orders projects by this, and ticks
+        // (tests, catch-up runs) can start within one second.
+        let started = started
+            .to_offset(time::UtcOffset::UTC)
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+            ))
+            .unwrap_or_else(|_| format_ts(started));
         self.write("store the issue mirror", |tx| {
             if full {
                 tx.execute("DELETE FROM mirror_issue WHERE project_id = ?1", [project_id])?;

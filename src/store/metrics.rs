@@ -164,6 +164,8 @@ mod tests {
             deduped_keys: vec![],
             cursors: vec![],
             series: BTreeMap::from([(ok.clone(), 1)]),
+            plane_projects_unread: 0,
+            plane_oldest_sync_at: None,
         };
         for _ in 0..2 {
             let mut sc = Sidecar::open(&path).unwrap();

@@ -39,7 +39,7 @@ mod schema;
 mod tests;
 mod ticks;
 
-pub use cache::{Mirror, MirrorIssue};
+pub use cache::{Mirror, MirrorIssue, MirrorSync};
 pub use cycles::KnownCycle;
 pub use dedup::{Pass, RecordedUnblock, Unblock, is_duplicate};
 pub use errors::{LockBusy, LockError, Result, SidecarError, SidecarErrorKind};

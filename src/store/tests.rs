@@ -61,6 +61,8 @@ fn tick(command: &str, exit_code: i32) -> TickRecord {
         deduped_keys: vec![],
         cursors: vec![],
         series: BTreeMap::new(),
+        plane_projects_unread: 0,
+        plane_oldest_sync_at: None,
     }
 }
 

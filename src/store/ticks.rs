@@ -29,6 +29,8 @@ pub const SKIP_COUNT_PREFIX: &str = "skipped/";
 pub(super) const K_LAST_RUN: &str = "last_run_ts";
 pub(super) const K_LAST_SUCCESS: &str = "last_success_ts";
 pub(super) const K_LAST_UNBLOCKED: &str = "last_unblocked";
+const K_PLANE_UNREAD: &str = "plane_projects_unread";
+const K_PLANE_OLDEST_SYNC: &str = "plane_oldest_sync_at";
 
 /// What a finished (non-dry-run) tick hands to [`Sidecar::finish_tick`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,11 @@ pub struct TickRecord {
     pub cursors: Vec<(String, Option<String>)>,
     /// Increments of the labelled metric counters (units, requests, ticks).
     pub series: BTreeMap<SeriesKey, i64>,
+    /// Plane projects this tick meant to read and did not.
+    pub plane_projects_unread: u64,
+    /// The oldest last successful sync among the projects this tick meant
+    /// to read (None: none of them ever synced, or none was needed).
+    pub plane_oldest_sync_at: Option<OffsetDateTime>,
 }
 
 /// The persisted counters (`status`, docs/report.md). The config-derived keys
@@ -81,6 +88,26 @@ pub struct Snapshot {
     /// (for the metrics textfile only).
     #[serde(skip)]
     pub synced: BTreeMap<String, String>,
+    /// Plane projects the last tick meant to read and did not (the fair
+    /// budget's deferrals, the deadline, failures).
+    pub plane_projects_unread: i64,
+    /// The oldest last successful sync among the projects the last tick
+    /// meant to read.
+    pub plane_oldest_sync_at: Option<String>,
+    /// Seconds from that sync to now (see `Snapshot::at`).
+    pub plane_oldest_sync_age_s: Option<i64>,
+}
+
+impl Snapshot {
+    /// Fills in the ages that depend on the time of asking.
+    pub fn at(mut self, now: OffsetDateTime) -> Snapshot {
+        self.plane_oldest_sync_age_s = self
+            .plane_oldest_sync_at
+            .as_deref()
+            .and_then(crate::core::timestamp::parse)
+            .map(|t| (now - t).whole_seconds().max(0));
+        self
+    }
 }
 
 /// One recorded unblock (for `history`).
@@ -185,6 +212,13 @@ impl Sidecar {
                 }
             }
             metrics::add(tx, &rec.series)?;
+            set_kv(tx, K_PLANE_UNREAD, &rec.plane_projects_unread.to_string())?;
+            match rec.plane_oldest_sync_at {
+                Some(at) => set_kv(tx, K_PLANE_OLDEST_SYNC, &format_ts(at))?,
+                None => {
+                    tx.execute("DELETE FROM kv WHERE key = ?1", [K_PLANE_OLDEST_SYNC])?;
+                }
+            }
             set_kv(tx, K_LAST_RUN, &now)?;
             if rec.exit_code == 0 {
                 set_kv(tx, K_LAST_SUCCESS, &now)?;
@@ -249,6 +283,8 @@ impl SidecarReader {
                     K_LAST_RUN => snap.last_run_ts = Some(value),
                     K_LAST_SUCCESS => snap.last_success_ts = Some(value),
                     K_LAST_UNBLOCKED => snap.last_unblocked = Some(value),
+                    K_PLANE_UNREAD => snap.plane_projects_unread = value.parse().unwrap_or(0),
+                    K_PLANE_OLDEST_SYNC => snap.plane_oldest_sync_at = Some(value),
                     _ => {}
                 }
             }

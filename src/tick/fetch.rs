@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::outcome::PlanePass;
 use super::{Blind, Store, Tick};
 use crate::config::{Config, Project};
 use crate::core::states::{PlaneState, StateMap, merge_state_names};
@@ -206,91 +207,366 @@ impl Tick<'_> {
             .unwrap_or_else(|| Err(Blind::not_reached()))
     }
 
-    /// Reads every project of `projects` not yet known this tick, up to
-    /// `[plane] concurrency` at once; writes what they brought back to the
-    /// sidecar (live) in one transaction per project.
+    /// Reads the projects of `projects` not yet known this tick, oldest
+    /// successful sync first (never synced first), up to `[plane]
+    /// concurrency` at once, while Plane's budget above the reserve lasts
+    /// (docs/performance.md, "fair budget"): a project whose reads no longer
+    /// fit in what is left is deferred, and a later one whose single request
+    /// still fits is read. What they bring back is written to the sidecar
+    /// (live) in one transaction per project, by this thread.
     pub(super) fn prefetch(&mut self, projects: &[Project]) -> anyhow::Result<()> {
-        let ttl = seconds(self.cfg.state.states_cache_ttl_s);
-        let mut todo = Vec::new();
+        let mut todo: Vec<&Project> = Vec::new();
         for p in projects {
-            if self.projects.contains_key(&p.plane_project_id)
-                || todo
-                    .iter()
-                    .any(|k: &Known| k.project.plane_project_id == p.plane_project_id)
+            let pid = &p.plane_project_id;
+            if !self.projects.contains_key(pid) && !todo.iter().any(|q| q.plane_project_id == *pid)
             {
-                continue;
+                todo.push(p);
             }
-            let (states, mirror) = match self.store.reader() {
-                Some(s) => (
-                    s.cached_states(&p.plane_project_id)?
-                        .filter(|(at, _)| self.now - *at < ttl)
-                        .map(|(_, st)| st),
-                    s.mirror(&p.plane_project_id)?,
-                ),
-                None => (None, None),
-            };
-            todo.push(Known {
-                project: p.clone(),
-                states,
-                mirror,
-            });
         }
         if todo.is_empty() {
             return Ok(());
         }
-        let workers = (self.cfg.plane.concurrency.max(1) as usize).min(todo.len());
+        let ttl = seconds(self.cfg.state.states_cache_ttl_s);
+        let full_every = seconds(self.cfg.plane.full_resync_s);
+        let full_per_page = self.plane.full_per_page();
+        let syncs = match self.store.reader() {
+            Some(s) => s.mirror_syncs()?,
+            None => HashMap::new(),
+        };
+        let mut plans = Vec::with_capacity(todo.len());
+        for p in todo {
+            let pid = &p.plane_project_id;
+            let sync = syncs.get(pid);
+            let states_fresh = match self.store.reader() {
+                Some(s) => s
+                    .states_fetched_at(pid)?
+                    .is_some_and(|at| self.now - at < ttl),
+                None => false,
+            };
+            let full = sync.is_none_or(|m| full_every <= self.now - m.last_full_at);
+            plans.push(Plan {
+                project: p.clone(),
+                last_synced: sync.map(|m| m.last_started_at),
+                cost: cost(
+                    states_fresh,
+                    full,
+                    sync.map_or(0, |m| m.issues),
+                    full_per_page,
+                ),
+            });
+            self.last_synced
+                .insert(pid.clone(), sync.map(|m| m.last_started_at));
+        }
+        order(&mut plans);
+        self.wanted
+            .extend(plans.iter().map(|p| p.project.plane_project_id.clone()));
+
+        let workers = (self.cfg.plane.concurrency.max(1) as usize).min(plans.len());
         let (plane, cfg, now, deadline) = (&self.plane, self.cfg, self.now, self.deadline);
+        let reserve = i64::from(cfg.plane.rate_reserve);
         let store = &mut self.store;
-        let queue = Mutex::new(todo.into_iter());
+        let (job_tx, job_rx) = std::sync::mpsc::channel::<(Known, Plane)>();
+        let job_rx = Mutex::new(job_rx);
         let (tx, rx) = std::sync::mpsc::channel::<Fetched>();
         // Each result is stored and slimmed as it arrives, so that no more
         // than `workers` projects' listings are held at once.
         let mut kept: Vec<(String, Result<ProjectView, Blind>, u64)> = Vec::new();
         let mut failure: Option<anyhow::Error> = None;
-        std::thread::scope(|scope| {
+        std::thread::scope(|scope| -> anyhow::Result<()> {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let queue = &queue;
+                let job_rx = &job_rx;
                 scope.spawn(move || {
                     loop {
-                        let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
-                        let Some(known) = next else { break };
-                        // No new project once the deadline passed.
-                        if Instant::now() >= deadline {
-                            continue;
-                        }
-                        if tx.send(fetch(plane, cfg, known, now)).is_err() {
+                        let job = job_rx.lock().map(|rx| rx.recv());
+                        let Ok(Ok((known, plane))) = job else { break };
+                        let fetched = if Instant::now() >= deadline {
+                            // No new project once the deadline passed.
+                            Fetched {
+                                project: known.project,
+                                result: Err(Blind::not_reached()),
+                                requests: 0,
+                            }
+                        } else {
+                            fetch(&plane, cfg, known, now)
+                        };
+                        if tx.send(fetched).is_err() {
                             break;
                         }
                     }
                 });
             }
             drop(tx);
-            for f in rx {
-                let pid = f.project.plane_project_id.clone();
-                let view = match f.result {
-                    Ok(sync) if failure.is_none() => {
-                        match keep(store, cfg, now, &f.project, sync) {
-                            Ok(v) => Ok(v),
-                            Err(e) => {
-                                failure = Some(e);
-                                continue;
-                            }
-                        }
-                    }
-                    Ok(_) => continue,
-                    Err(b) => Err(b),
+            // Requests each started project may still spend.
+            let mut in_flight: Vec<(String, u64, Arc<std::sync::atomic::AtomicU64>)> = Vec::new();
+            let mut received = 0usize;
+            let mut sent = 0usize;
+            for plan in plans {
+                while sent - received >= workers {
+                    let Ok(f) = rx.recv() else { break };
+                    in_flight.retain(|(pid, ..)| *pid != f.project.plane_project_id);
+                    received += 1;
+                    kept.extend(take(f, store, cfg, now, &mut failure));
+                }
+                let pid = plan.project.plane_project_id.clone();
+                let committed: u64 = in_flight
+                    .iter()
+                    .map(|(_, est, spent)| est.saturating_sub(spent.load(Ordering::Relaxed)))
+                    .sum();
+                if let Err(blind) = fits(
+                    plan.cost,
+                    plane.remaining(),
+                    reserve,
+                    committed,
+                    plane.limited(),
+                ) {
+                    kept.push((pid, Err(blind), 0));
+                    continue;
+                }
+                let (states, mirror) = match store.reader() {
+                    Some(s) => (
+                        s.cached_states(&pid)?
+                            .filter(|(at, _)| now - *at < ttl)
+                            .map(|(_, st)| st),
+                        s.mirror(&pid)?,
+                    ),
+                    None => (None, None),
                 };
-                kept.push((pid, view, f.requests));
+                let (counting, spent) = plane.counting();
+                in_flight.push((pid, plan.cost, spent));
+                let known = Known {
+                    project: plan.project,
+                    states,
+                    mirror,
+                };
+                if job_tx.send((known, counting)).is_err() {
+                    break;
+                }
+                sent += 1;
             }
-        });
+            drop(job_tx);
+            for f in rx.iter() {
+                kept.extend(take(f, store, cfg, now, &mut failure));
+            }
+            Ok(())
+        })?;
         if let Some(e) = failure {
             return Err(e);
         }
         for (pid, view, requests) in kept {
+            if view.is_ok() {
+                self.last_synced.insert(pid.clone(), Some(now));
+            }
             self.project_requests.insert(pid.clone(), requests);
             self.projects.insert(pid, view.map(Arc::new));
         }
         Ok(())
+    }
+
+    /// Once per tick, after the passes: each project's last successful
+    /// sync into its report entry, and one warning when projects were left
+    /// unread. Returns how stale the Plane side is.
+    pub(super) fn finish_plane_reads(&self, pass: &mut PlanePass) -> Staleness {
+        for p in &mut pass.projects {
+            p.last_synced_at = self
+                .last_synced
+                .get(&p.plane_project_id)
+                .copied()
+                .flatten()
+                .map(crate::core::timestamp::format);
+        }
+        let s = self.staleness();
+        if s.unread > 0 {
+            let oldest = match s.oldest_sync_age_s {
+                Some(age) => format!("the oldest sync is {age} s old"),
+                None => "none of them was ever synced".into(),
+            };
+            log::warn!(
+                "{} of {} Plane projects not read this tick (request budget, deadline or errors); {oldest}",
+                s.unread,
+                self.wanted.len()
+            );
+        }
+        s
+    }
+
+    /// The projects this tick meant to read and did not, and the oldest
+    /// last successful sync among them all (never-synced ones aside: they
+    /// count as unread).
+    fn staleness(&self) -> Staleness {
+        let mut unread = 0;
+        let mut oldest: Option<OffsetDateTime> = None;
+        for pid in &self.wanted {
+            if !matches!(self.projects.get(pid), Some(Ok(_))) {
+                unread += 1;
+            }
+            if let Some(Some(at)) = self.last_synced.get(pid) {
+                oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
+            }
+        }
+        Staleness {
+            unread,
+            oldest_sync_at: oldest,
+            oldest_sync_age_s: oldest.map(|o| (self.now - o).whole_seconds().max(0)),
+        }
+    }
+}
+
+/// One project's reads as they come back: stored (live) and turned into
+/// its view. After a sidecar failure nothing more is kept.
+fn take(
+    f: Fetched,
+    store: &mut Store,
+    cfg: &Config,
+    now: OffsetDateTime,
+    failure: &mut Option<anyhow::Error>,
+) -> Option<(String, Result<ProjectView, Blind>, u64)> {
+    let pid = f.project.plane_project_id.clone();
+    let view = match f.result {
+        Ok(_) if failure.is_some() => return None,
+        Ok(sync) => match keep(store, cfg, now, &f.project, sync) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                *failure = Some(e);
+                return None;
+            }
+        },
+        Err(b) => Err(b),
+    };
+    Some((pid, view, f.requests))
+}
+
+/// What `prefetch` knows of a project before reading it.
+struct Plan {
+    project: Project,
+    last_synced: Option<OffsetDateTime>,
+    /// The Plane requests its reads are expected to cost.
+    cost: u64,
+}
+
+/// How stale the Plane side of this tick is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Staleness {
+    pub unread: u64,
+    pub oldest_sync_at: Option<OffsetDateTime>,
+    pub oldest_sync_age_s: Option<i64>,
+}
+
+/// Oldest successful sync first, never synced before all; ties keep the
+/// configured order.
+fn order(plans: &mut [Plan]) {
+    plans.sort_by_key(|p| p.last_synced);
+}
+
+/// The requests a project's reads cost: its states when the cache cannot
+/// serve, then one page for an incremental sync, or the pages of a full
+/// listing as the mirror last counted them (one when it never did).
+fn cost(states_fresh: bool, full: bool, mirrored: u64, per_page: u32) -> u64 {
+    let states = u64::from(!states_fresh);
+    let listing = if full {
+        mirrored.div_ceil(u64::from(per_page.max(1))).max(1)
+    } else {
+        1
+    };
+    states + listing
+}
+
+/// Whether reads costing `cost` may start: with `remaining` the last
+/// X-RateLimit-Remaining (None before Plane answered once), `reserve` the
+/// requests kept for the orchestrator and `committed` what the reads in
+/// flight may still spend. A 429 this tick (`limited`) stops every read.
+fn fits(
+    cost: u64,
+    remaining: Option<i64>,
+    reserve: i64,
+    committed: u64,
+    limited: bool,
+) -> Result<(), Blind> {
+    if limited {
+        return Err(Blind {
+            cause: crate::core::gate::Unresolved::RateLimited,
+            message: "not read: Plane answered 429 earlier in this tick".into(),
+        });
+    }
+    let Some(remaining) = remaining else {
+        return Ok(());
+    };
+    let left = remaining - reserve - i64::try_from(committed).unwrap_or(i64::MAX);
+    if left >= i64::try_from(cost).unwrap_or(i64::MAX) {
+        return Ok(());
+    }
+    let message = if left <= 0 {
+        "not read: the Plane request budget is at the reserve".to_string()
+    } else {
+        format!(
+            "not read: its reads (~{cost} requests) do not fit in the {left} left above the reserve"
+        )
+    };
+    Err(Blind {
+        cause: crate::core::gate::Unresolved::Reserve,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn plan(name: &str, last: Option<OffsetDateTime>) -> Plan {
+        Plan {
+            project: Project {
+                repo: name.into(),
+                plane_project_id: name.into(),
+                enabled: true,
+                state_names: Default::default(),
+            },
+            last_synced: last,
+            cost: 1,
+        }
+    }
+
+    #[test]
+    fn never_synced_first_then_oldest_sync_ties_in_config_order() {
+        let t = |m: u8| Some(datetime!(2026-12-01 10:00 UTC) + time::Duration::minutes(m.into()));
+        let mut plans = vec![
+            plan("a", t(5)),
+            plan("b", None),
+            plan("c", t(1)),
+            plan("d", t(5)),
+            plan("e", None),
+        ];
+        order(&mut plans);
+        let names: Vec<&str> = plans.iter().map(|p| p.project.repo.as_str()).collect();
+        assert_eq!(names, ["b", "e", "c", "a", "d"]);
+    }
+
+    #[test]
+    fn cost_counts_states_and_the_pages_the_mirror_last_held() {
+        assert_eq!(cost(true, false, 5000, 1000), 1, "incremental: one page");
+        assert_eq!(cost(false, false, 5000, 1000), 2, "+ states");
+        assert_eq!(cost(true, true, 0, 1000), 1, "never counted: one page");
+        assert_eq!(cost(true, true, 1000, 1000), 1);
+        assert_eq!(cost(true, true, 1001, 1000), 2);
+        assert_eq!(cost(false, true, 2500, 100), 26);
+    }
+
+    #[test]
+    fn reads_start_while_they_fit_above_the_reserve() {
+        // Before Plane answered once, nothing is known: read.
+        assert!(fits(5, None, 10, 0, false).is_ok());
+        assert!(fits(1, Some(11), 10, 0, false).is_ok());
+        let e = fits(1, Some(10), 10, 0, false).unwrap_err();
+        assert_eq!(e.cause, crate::core::gate::Unresolved::Reserve);
+        assert!(e.message.contains("at the reserve"), "{}", e.message);
+        // A full listing of 3 pages does not fit in 2; a single page does.
+        let e = fits(3, Some(12), 10, 0, false).unwrap_err();
+        assert!(e.message.contains("~3 requests"), "{}", e.message);
+        assert!(fits(2, Some(12), 10, 0, false).is_ok());
+        // What the reads in flight may still spend is not available.
+        assert!(fits(1, Some(12), 10, 2, false).is_err());
+        assert!(fits(1, Some(13), 10, 2, false).is_ok());
+        let e = fits(1, Some(50), 10, 0, true).unwrap_err();
+        assert_eq!(e.cause, crate::core::gate::Unresolved::RateLimited);
     }
 }

@@ -96,6 +96,10 @@ struct Tick<'a> {
     projects: HashMap<String, Result<Arc<ProjectView>, Blind>>,
     /// Plane requests each project's reads cost.
     project_requests: HashMap<String, u64>,
+    /// The projects this tick meant to read (fetch.rs), and when each last
+    /// synced successfully (this tick's own sync included).
+    wanted: std::collections::BTreeSet<String>,
+    last_synced: HashMap<String, Option<OffsetDateTime>>,
     cut_by_deadline: bool,
     /// Issues moved to Blocked this tick: never PATCHed twice.
     patched: std::collections::HashSet<String>,
@@ -143,11 +147,12 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
     } else {
         (GatePass::not_requested(), Vec::new())
     };
-    let plane = if matches!(opts.command, Command::Plane | Command::All) {
+    let mut plane = if matches!(opts.command, Command::Plane | Command::All) {
         tick.plane_pass()?
     } else {
         PlanePass::not_requested()
     };
+    let staleness = tick.finish_plane_reads(&mut plane);
     let mut outcome = TickOutcome {
         command: opts.command,
         dry_run: opts.dry_run,
@@ -162,7 +167,11 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
         cut_by_deadline: tick.cut_by_deadline,
         delivery_ran: false,
         deduped_keys: std::mem::take(&mut tick.dedup.keys),
-        snapshot: store::Snapshot::default(),
+        snapshot: store::Snapshot {
+            plane_projects_unread: staleness.unread as i64,
+            plane_oldest_sync_at: staleness.oldest_sync_at.map(crate::core::timestamp::format),
+            ..store::Snapshot::default()
+        },
     };
     tick.deliver(&mut outcome)?;
     outcome.requests = tick.requests();
@@ -172,10 +181,22 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
     match &mut tick.store {
         Store::Live(store) => {
             store.finish_tick(&outcome.record(), outcome.finished_at)?;
-            outcome.snapshot = store.snapshot()?;
+            outcome.snapshot = store.snapshot()?.at(now);
         }
-        Store::ReadOnly(Some(store)) => outcome.snapshot = store.snapshot()?,
-        Store::ReadOnly(None) => {}
+        Store::ReadOnly(store) => {
+            // A dry run records nothing: its Plane staleness is what it saw.
+            let seen = std::mem::take(&mut outcome.snapshot);
+            let stored = match store {
+                Some(s) => s.snapshot()?,
+                None => store::Snapshot::default(),
+            };
+            outcome.snapshot = store::Snapshot {
+                plane_projects_unread: seen.plane_projects_unread,
+                plane_oldest_sync_at: seen.plane_oldest_sync_at,
+                ..stored
+            }
+            .at(now);
+        }
     }
     Ok(outcome)
 }
@@ -237,6 +258,8 @@ impl<'a> Tick<'a> {
             dedup: Dedup::default(),
             projects: HashMap::new(),
             project_requests: HashMap::new(),
+            wanted: std::collections::BTreeSet::new(),
+            last_synced: HashMap::new(),
             cut_by_deadline: false,
             patched: std::collections::HashSet::new(),
             queued: Vec::new(),

@@ -126,6 +126,9 @@ pub struct ProjectReport {
     pub deferred: Option<Reason>,
     pub issues_listed: usize,
     pub requests: u64,
+    /// When its last successful sync started (this tick's, when it was
+    /// read); None: never.
+    pub last_synced_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -284,6 +287,12 @@ impl TickOutcome {
             deduped_keys: self.deduped_keys.clone(),
             cursors: self.cursors(),
             series: self.series(),
+            plane_projects_unread: self.snapshot.plane_projects_unread.max(0) as u64,
+            plane_oldest_sync_at: self
+                .snapshot
+                .plane_oldest_sync_at
+                .as_deref()
+                .and_then(crate::core::timestamp::parse),
         }
     }
 
@@ -446,6 +455,7 @@ mod tests {
             deferred: None,
             issues_listed: 0,
             requests: 1,
+            last_synced_at: None,
         }
     }
 

@@ -64,6 +64,7 @@ impl Tick<'_> {
                     deferred: Some(Reason::Deadline),
                     issues_listed: 0,
                     requests: 0,
+                    last_synced_at: None,
                 });
                 continue;
             }
@@ -74,6 +75,7 @@ impl Tick<'_> {
                 deferred: None,
                 issues_listed: 0,
                 requests: 0,
+                last_synced_at: None,
             };
             match self.project_view(project) {
                 Ok(view) => self.plane_project(

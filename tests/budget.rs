@@ -1,0 +1,264 @@
+//! The fair Plane budget (docs/performance.md): projects are read oldest
+//! successful sync first while the budget above the reserve lasts; a read
+//! that does not fit waits while later one-request syncs proceed; what was
+//! left unread is reported, counted in `status` and warned about once.
+
+mod support;
+
+use reconcile::sim::{Peer, SimProject, sim_uuid};
+use serde_json::Value;
+use support::*;
+
+fn project(name: &str, issues: i64) -> SimProject {
+    let mut p = SimProject::new(
+        &sim_uuid(&["project", name]),
+        name,
+        &format!("acme/{}", name.to_lowercase()),
+    );
+    for seq in 1..=issues {
+        p.add_issue(seq, "Backlog", 3 * HOUR);
+    }
+    p
+}
+
+/// `names` as the only projects, in this configured order, read one at a
+/// time (so that the counts are exact), reserve 10.
+fn fleet(projects: Vec<SimProject>) -> Test {
+    Test::new()
+        .scenario(move |s| s.projects = projects)
+        .set("plane", "concurrency", "1")
+        .set("plane", "rate_reserve", "10")
+}
+
+/// A new minute of the simulator's clock with `limit` requests in it.
+fn new_minute(stack: &Stack, limit: i64) {
+    stack.sim.update(|w| {
+        w.rate_limit.limit = limit;
+        w.rate_limit.remaining = limit;
+        w.advance_clock(60);
+    });
+    stack.sim.clear_requests();
+}
+
+/// The repos read this tick, in report order, and the ones deferred.
+fn read_and_deferred(run: &Run) -> (Vec<String>, Vec<String>) {
+    let projects = run.json()["plane"]["projects"].as_array().unwrap().clone();
+    let repo = |p: &Value| {
+        p["repo"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("acme/")
+            .to_string()
+    };
+    let read = projects
+        .iter()
+        .filter(|p| p["deferred"].is_null() && p["error"].is_null())
+        .map(repo)
+        .collect();
+    let deferred = projects
+        .iter()
+        .filter(|p| p["deferred"] == "rate_reserve")
+        .map(repo)
+        .collect();
+    (read, deferred)
+}
+
+fn warnings(run: &Run) -> Vec<&str> {
+    run.stderr
+        .lines()
+        .filter(|l| l.contains("not read this tick"))
+        .collect()
+}
+
+#[test]
+fn six_projects_and_three_requests_a_tick_each_project_is_read_every_second_tick() {
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let stack = fleet(
+        names
+            .iter()
+            .map(|n| project(&n.to_uppercase(), 3))
+            .collect(),
+    )
+    .start();
+    // 13 a minute, reserve 10: 3 requests a tick. A cold project costs 2
+    // (states + one page), a warm one 1 (its states stay cached).
+    let want: [(&[&str], usize); 12] = [
+        (&["a"], 2),
+        (&["b", "a"], 3),
+        (&["c", "a"], 3),
+        (&["d", "b"], 3),
+        (&["e", "a"], 3),
+        (&["f", "c"], 3),
+        // Warm from here: the three oldest syncs each tick.
+        (&["b", "d", "a"], 3),
+        (&["e", "c", "f"], 3),
+        (&["b", "d", "a"], 3),
+        (&["e", "c", "f"], 3),
+        (&["b", "d", "a"], 3),
+        (&["e", "c", "f"], 3),
+    ];
+    let mut last_read: Vec<usize> = vec![0; names.len()];
+    for (i, (read_want, requests)) in want.iter().enumerate() {
+        new_minute(&stack, 13);
+        let run = stack.tick(&["plane"]);
+        run.code(0);
+        let (read, deferred) = read_and_deferred(&run);
+        let mut sorted_read = read.clone();
+        sorted_read.sort();
+        let mut sorted_want: Vec<String> = read_want.iter().map(|s| s.to_string()).collect();
+        sorted_want.sort();
+        assert_eq!(sorted_read, sorted_want, "tick {}: {run}", i + 1);
+        assert_eq!(read.len() + deferred.len(), 6, "tick {}: {run}", i + 1);
+        assert_eq!(
+            stack.sim.count_peer(Peer::Plane),
+            *requests,
+            "tick {}",
+            i + 1
+        );
+        assert!(
+            stack.sim.requests().iter().all(|r| r.status != Some(429)),
+            "no 429"
+        );
+        // Each read project's last sync is this tick's start.
+        let v = run.json();
+        for p in v["plane"]["projects"].as_array().unwrap() {
+            if p["deferred"].is_null() {
+                assert_eq!(p["last_synced_at"], v["started_at"], "{p}");
+            }
+        }
+        assert_eq!(v["counters"]["plane_projects_unread"], 6 - read.len());
+        assert_eq!(warnings(&run).len(), 1, "one warning a tick:\n{run}");
+        assert!(
+            warnings(&run)[0].contains(&format!("{} of 6 Plane projects", 6 - read.len())),
+            "{run}"
+        );
+        for r in &read {
+            let at = names.iter().position(|n| n == r).unwrap();
+            // Warm-up: every project synced once by tick 6; from the
+            // round after it (tick 9 on), every project is read every
+            // second tick (⌈6 / 3⌉), never skipped twice in a row.
+            if i + 1 >= 9 {
+                assert_eq!(i + 1 - last_read[at], 2, "{r} at tick {}", i + 1);
+            }
+            last_read[at] = i + 1;
+        }
+    }
+}
+
+#[test]
+fn a_full_listing_that_does_not_fit_waits_while_one_request_syncs_proceed() {
+    // B and C small, A 250 issues: at per_page 100 A's full listing is
+    // 3 pages; the incremental syncs are one page each.
+    let stack = fleet(vec![project("B", 3), project("A", 250), project("C", 3)])
+        .set("plane", "per_page", "100")
+        .start();
+    stack.tick(&["plane"]).code(0);
+    // A's full resync falls due; B and C stay incremental.
+    let db = rusqlite::Connection::open(stack.state_path()).unwrap();
+    let a = sim_uuid(&["project", "A"]);
+    db.execute(
+        "UPDATE mirror_sync SET last_full_at = '2020-01-01T00:00:00Z' WHERE project_id = ?1",
+        [&a],
+    )
+    .unwrap();
+    drop(db);
+
+    // 3 requests: B (1), then A's 3 pages do not fit in the 2 left, C (1) does.
+    new_minute(&stack, 13);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(
+        read_and_deferred(&run),
+        (vec!["b".into(), "c".into()], vec!["a".into()])
+    );
+    assert_eq!(stack.sim.count_peer(Peer::Plane), 2);
+    assert!(
+        stack.sim.requests().iter().all(|r| !r.path.contains(&a)),
+        "A's listing was not started"
+    );
+    assert_eq!(warnings(&run).len(), 1, "{run}");
+
+    // The next tick A's sync is the oldest: it goes first, in full.
+    new_minute(&stack, 13);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(
+        read_and_deferred(&run),
+        (vec!["a".into()], vec!["b".into(), "c".into()])
+    );
+    let projects = run.json()["plane"]["projects"].clone();
+    let a_report = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["repo"] == "acme/a")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            a_report["requests"].clone(),
+            a_report["issues_listed"].clone()
+        ),
+        (3.into(), 250.into())
+    );
+    for r in stack.sim.requests_to(Route::PlaneItems) {
+        assert!(!r.query.contains("order_by"), "a full listing: {}", r.query);
+    }
+}
+
+#[test]
+fn a_project_never_read_is_reported_counted_and_warned() {
+    let stack = fleet(vec![project("P", 2), project("Q", 2)]).start();
+    // 12 a minute, reserve 10: P's cold reads (states + page) use both.
+    new_minute(&stack, 12);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(
+        read_and_deferred(&run),
+        (vec!["p".into()], vec!["q".into()])
+    );
+    let v = run.json();
+    let q = v["plane"]["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["repo"] == "acme/q")
+        .unwrap()
+        .clone();
+    assert_eq!(q["last_synced_at"], Value::Null);
+    assert_eq!(q["requests"], 0);
+    assert_eq!(v["counters"]["plane_projects_unread"], 1);
+    // P's sync is the oldest (and only) one: it just happened.
+    assert_eq!(v["counters"]["plane_oldest_sync_at"], v["started_at"]);
+    assert!(v["counters"]["plane_oldest_sync_age_s"].as_i64().unwrap() <= 1);
+    let w = warnings(&run);
+    assert_eq!(w.len(), 1, "{run}");
+    assert!(
+        w[0].contains("1 of 2 Plane projects not read this tick"),
+        "{run}"
+    );
+    assert!(w[0].contains("the oldest sync is"), "{run}");
+    let status = stack.status();
+    assert_eq!(status["plane_projects_unread"], 1);
+    assert_eq!(status["plane_oldest_sync_at"], v["started_at"]);
+    let text = stack.run(&["status"]);
+    text.code(0).stdout_has("plane_projects_unread: 1");
+
+    // A budget for both: Q is read first (never synced), nothing unread,
+    // no warning.
+    new_minute(&stack, 60);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    let (read, _) = read_and_deferred(&run);
+    assert_eq!(read, ["p", "q"]);
+    let order: Vec<String> = stack
+        .sim
+        .requests_to(Route::PlaneStates)
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(order.len(), 1, "only Q's states were not cached");
+    assert!(order[0].contains(&sim_uuid(&["project", "Q"])));
+    assert_eq!(run.json()["counters"]["plane_projects_unread"], 0);
+    assert!(warnings(&run).is_empty(), "{run}");
+}
