@@ -390,3 +390,74 @@ fn a_character_device_at_the_sidecar_path_is_refused() {
     );
     assert_eq!(stack.count(Route::OrchAdvance), 0);
 }
+
+// -- full disk -------------------------------------------------------------------
+
+/// A tiny tmpfs at `dir`, unmounted when dropped. `None` where this user
+/// cannot mount (not root, or no CAP_SYS_ADMIN in the container).
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn mount(dir: &Path) -> Option<TinyDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| TinyDisk(dir.to_path_buf()))
+    }
+
+    /// Writes a filler file until the disk refuses another byte.
+    fn fill(&self) {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).and_then(|()| f.sync_all()).is_ok() {}
+        let mut byte = 0u8;
+        while f
+            .write_all(std::slice::from_mut(&mut byte))
+            .and_then(|()| f.sync_all())
+            .is_ok()
+        {
+            byte = byte.wrapping_add(1);
+        }
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_names_the_sidecar_and_the_cause() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let Some(disk) = TinyDisk::mount(&stack.dir.path().join("disk")) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let path = disk.0.join("state.sqlite");
+    let arg = path.to_str().unwrap();
+    reconcile::store::Sidecar::open(&path)
+        .unwrap()
+        .close()
+        .unwrap();
+    disk.fill();
+    let run = stack.run(&["--state", arg, "gate"]);
+    run.code(74)
+        .stderr_one_line(&["sidecar", arg, "no space left on device"]);
+    // The file SQLite failed on is named, not just "disk I/O error".
+    assert!(run.stderr.contains("file: "), "{run}");
+    // Nothing was advanced that could not be recorded.
+    assert_eq!(stack.count(Route::OrchAdvance), 0, "{run}");
+    // The probe that found the cause left nothing behind.
+    let files = files_in(&disk.0);
+    assert!(!files.iter().any(|f| f.contains("probe")), "{files:?}");
+    // Space again: the next tick works and acts.
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    stack.tick(&["--state", arg, "gate"]).code(0);
+    assert_eq!(stack.count(Route::OrchAdvance), 1);
+}

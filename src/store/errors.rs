@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::file::{canonical, sidecar_file};
+
 /// What went wrong with the sidecar (for tests and callers that care).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SidecarErrorKind {
@@ -53,11 +55,15 @@ impl SidecarError {
             Some(ErrorCode::ReadOnly) => SidecarErrorKind::ReadOnly,
             _ => SidecarErrorKind::Sqlite,
         };
-        let message = if what.is_empty() {
+        let mut message = if what.is_empty() {
             err.to_string()
         } else {
             format!("{what}: {err}")
         };
+        if let Some(detail) = io_detail(path, &err) {
+            message.push_str("; ");
+            message.push_str(&detail);
+        }
         SidecarError::new(path, kind, message)
     }
 
@@ -73,6 +79,85 @@ impl SidecarError {
     /// The message without the `sidecar <path>: ` prefix.
     pub fn message(&self) -> &str {
         &self.message
+    }
+}
+
+/// SQLite says only "disk I/O error" or "database or disk is full": name
+/// the file its extended code points at, and find the cause by asking the
+/// file system itself (a small probe write beside the sidecar).
+fn io_detail(path: &Path, err: &rusqlite::Error) -> Option<String> {
+    use rusqlite::{ErrorCode, ffi};
+    let rusqlite::Error::SqliteFailure(e, _) = err else {
+        return None;
+    };
+    if !matches!(
+        e.code,
+        ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen
+    ) {
+        return None;
+    }
+    let real = canonical(path);
+    let named = |suffix: &str| sidecar_file(&real, suffix).display().to_string();
+    let file = match e.extended_code {
+        ffi::SQLITE_IOERR_SHMOPEN | ffi::SQLITE_IOERR_SHMSIZE | ffi::SQLITE_IOERR_SHMMAP => {
+            format!("the shared-memory index {}", named("-shm"))
+        }
+        ffi::SQLITE_IOERR_READ | ffi::SQLITE_IOERR_SHORT_READ => {
+            format!("reading {}", real.display())
+        }
+        _ => format!(
+            "{} or its write-ahead log {}",
+            real.display(),
+            named("-wal")
+        ),
+    };
+    let dir = match real.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let cause = match space_probe(&dir) {
+        Ok(()) => format!("SQLite code {}", e.extended_code),
+        Err(io) => format!("{} in {}", io_cause(&io), dir.display()),
+    };
+    Some(format!("file: {file}; cause: {cause}"))
+}
+
+/// Writes and syncs 64 KiB in `dir`, then removes it: what a transaction
+/// or a growing WAL needs at least.
+fn space_probe(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    // O_EXCL: never follows a planted symlink; the pid keeps two
+    // processes apart, and a leftover of a killed one is replaced.
+    let probe = dir.join(format!(".reconcile-space-probe.{}", std::process::id()));
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&probe)?;
+            create()?
+        }
+        other => other?,
+    };
+    let written = file
+        .write_all(&[0u8; 64 * 1024])
+        .and_then(|()| file.sync_all());
+    drop(file);
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
+fn io_cause(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull => "the file system is full (no space left on device)".into(),
+        ErrorKind::QuotaExceeded => "the disk quota is exceeded".into(),
+        ErrorKind::ReadOnlyFilesystem => "the file system is read-only".into(),
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
     }
 }
 

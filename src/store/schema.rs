@@ -129,7 +129,7 @@ CREATE TABLE metric_series (
 
 pub(super) fn user_version(conn: &Connection, path: &Path) -> Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| SidecarError::sqlite(path, "", e))
+        .map_err(|e| SidecarError::sqlite(path, "reading the schema version", e))
 }
 
 pub(super) fn check_version(path: &Path, found: i64) -> Result<()> {
