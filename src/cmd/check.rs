@@ -195,6 +195,18 @@ fn online(cfg: &Config, report: &mut CheckReport) {
             None
         }
     };
+    // Its read-only endpoints answer as docs/orchestrator-api.yaml says.
+    if let Some(tasks) = &tasks {
+        let (ok, detail) = match super::conformance::check(&orchestrator, tasks) {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        report.probes.push(Probe {
+            name: "orchestrator API",
+            ok,
+            detail,
+        });
+    }
 
     // Plane: each project's states, mapped to logical keys.
     let plane = Plane::new(

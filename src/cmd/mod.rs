@@ -1,6 +1,7 @@
 //! Dispatch of the subcommands, and the mapping of errors to exit codes.
 
 pub mod check;
+pub mod conformance;
 pub mod demo;
 pub mod history;
 pub mod man;

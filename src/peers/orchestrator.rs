@@ -82,6 +82,19 @@ impl Orchestrator {
         self.http.json("GET", &url, &headers, None).map(|(v, _)| v)
     }
 
+    /// A GET answered with any status: (status, body). `check` reads the
+    /// answers of the read-only endpoints with it (docs/orchestrator-api.yaml).
+    pub fn probe(&self, path: &str) -> Result<(u16, Vec<u8>), PeerError> {
+        let url = format!("{}{path}", self.base);
+        let headers = [
+            ("Authorization", self.auth.as_str()),
+            ("Accept", "application/json"),
+        ];
+        self.http
+            .send("GET", &url, &headers, None)
+            .map(|r| (r.status, r.body))
+    }
+
     /// Every task not done. The list must be readable as a whole; a single
     /// bad element fails only that task.
     pub fn tasks(&self) -> Result<Vec<Result<Task, BadTask>>, PeerError> {

@@ -195,6 +195,9 @@ pub struct RecordedRequest {
     pub status: Option<u16>,
     /// The body bytes sent (compressed when gzipped); None without a body.
     pub response_bytes: Option<usize>,
+    /// The orchestrator's complete answer body (None for the other peers,
+    /// and when no complete body was sent), for the spec drift test.
+    pub response: Option<String>,
     /// The fault injected into this request, if any.
     pub fault: Option<Fault>,
 }
@@ -434,6 +437,12 @@ pub(crate) fn handle(
         body: String::from_utf8_lossy(&req.body).into_owned(),
         status: reply.status(),
         response_bytes: reply.body_len(),
+        response: match (&reply, peer) {
+            (Reply::Full { body, .. }, Peer::Orchestrator) => {
+                Some(String::from_utf8_lossy(body).into_owned())
+            }
+            _ => None,
+        },
         fault,
     });
     Plan { delay, reply }

@@ -4,9 +4,12 @@
 //! for leaked secrets.
 #![allow(dead_code)]
 
+pub mod api;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use reconcile::sim::{Scenario, SimProject, SimTask, Simulator, sim_uuid};
 use serde_json::Value;
@@ -271,12 +274,19 @@ impl Test {
             s.telegram_bot_token.clone(),
         ];
         secrets.extend(self.webhook_secret.clone());
+        let webhook_path = sections
+            .get("orchestrator")
+            .and_then(|kvs| kvs.iter().find(|(k, _)| k == "webhook_path"))
+            .map(|(_, v)| v.trim_matches('"').to_string())
+            .unwrap_or_else(|| "/webhooks/plane".into());
         Stack {
             sim,
             dir,
             config,
             secrets,
             env: self.env,
+            webhook_path,
+            api_checked: AtomicUsize::new(0),
         }
     }
 }
@@ -297,6 +307,10 @@ pub struct Stack {
     pub config: PathBuf,
     secrets: Vec<String>,
     env: Vec<(String, String)>,
+    /// `[orchestrator] webhook_path` as the config says.
+    webhook_path: String,
+    /// Recorded requests already checked against the API document.
+    api_checked: AtomicUsize,
 }
 
 impl Stack {
@@ -387,7 +401,20 @@ impl Stack {
                 "a secret leaked into the output:\n{run}"
             );
         }
+        self.check_api(&run);
         run
+    }
+
+    /// Every orchestrator exchange since the last run is one that
+    /// docs/orchestrator-api.yaml describes (see `api`).
+    fn check_api(&self, run: &Run) {
+        let log = self.sim.requests();
+        let from = self.api_checked.load(Ordering::SeqCst);
+        let from = if from > log.len() { 0 } else { from };
+        if let Err(e) = api::spec().check_all(&log[from..], &self.webhook_path) {
+            panic!("an exchange outside docs/orchestrator-api.yaml: {e}\n{run}");
+        }
+        self.api_checked.store(log.len(), Ordering::SeqCst);
     }
 
     /// Starts `reconcile --config <cfg> ARGS…` and SIGKILLs it as soon as

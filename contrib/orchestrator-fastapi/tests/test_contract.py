@@ -345,6 +345,7 @@ def test_check_dry_run_and_live_ticks_against_the_adapter(world: dict[str, Any])
     code, report = run("check")
     assert code == 0, report
     assert all(p["ok"] for p in report["probes"]), report["probes"]
+    assert "orchestrator API" in [p["name"] for p in report["probes"]]
     assert report["unresolvable"] == []
 
     code, report = run("--dry-run", "all")
