@@ -82,8 +82,58 @@ fn a_config_file_readable_by_others_draws_a_warning_naming_it() {
     let run = stack.tick(&["gate"]);
     run.code(0)
         .stderr_has(stack.config.to_str().unwrap())
-        .stderr_has("readable by group/others");
+        .stderr_has("readable by others");
+    assert_eq!(
+        run.stderr.matches("readable by others").count(),
+        1,
+        "one warning, not one per use:\n{run}"
+    );
     assert_eq!(run.gate_outcome(7), "advanced");
+}
+
+#[test]
+fn group_readable_config_and_secrets_draw_no_warning() {
+    // 0640 root:reconcile is the recommended deployment: the group reads,
+    // nobody else does, nobody but the owner writes.
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    set_mode(&stack.config, 0o640);
+    for secret in ["orchestrator.token", "plane.key", "telegram.token"] {
+        set_mode(&stack.dir.path().join(secret), 0o640);
+    }
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    assert!(!run.stderr.contains("WARN"), "{run}");
+    assert_eq!(run.gate_outcome(7), "advanced");
+}
+
+#[test]
+fn a_group_writable_secret_draws_a_warning_naming_it() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let key = stack.dir.path().join("plane.key");
+    set_mode(&key, 0o660);
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    let warned: Vec<&str> = run.stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warned.len(), 1, "{run}");
+    assert!(warned[0].contains(key.to_str().unwrap()), "{run}");
+    assert!(warned[0].contains("writable by its group"), "{run}");
+}
+
+#[test]
+fn check_prints_the_permission_warning_once() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    set_mode(&stack.config, 0o644);
+    for args in [&["check", "--offline"][..], &["check"][..]] {
+        let run = stack.run(args);
+        run.code(0);
+        let both = format!("{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            both.matches("readable by others").count(),
+            1,
+            "{args:?} prints the warning once:\n{run}"
+        );
+        run.stdout_has(stack.config.to_str().unwrap());
+    }
 }
 
 #[test]
@@ -94,7 +144,7 @@ fn a_secret_file_readable_by_others_draws_a_warning_naming_it() {
     let run = stack.tick(&["gate"]);
     run.code(0)
         .stderr_has(key.to_str().unwrap())
-        .stderr_has("readable by group/others");
+        .stderr_has("readable by others");
     assert!(
         !run.stderr.contains(stack.config.to_str().unwrap()),
         "the 0600 config is not warned about:\n{run}"

@@ -77,7 +77,7 @@ pub struct CheckReport {
 }
 
 pub fn run(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
-    let cfg = cmd::load_config(cli, !offline)?;
+    let cfg = cmd::load_config_unlogged(cli, !offline)?;
     let report = check(&cfg, &cmd::config_path(cli), offline);
     match cli.output {
         Format::Json => println!(

@@ -82,12 +82,20 @@ pub fn config_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
 }
 
-/// The configuration with the command-line overrides applied.
+/// The configuration with the command-line overrides applied; its warnings
+/// are logged.
 pub fn load_config(cli: &Cli, read_secrets: bool) -> anyhow::Result<Config> {
-    let mut cfg = config::load(&config_path(cli), read_secrets)?;
+    let cfg = load_config_unlogged(cli, read_secrets)?;
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
+    Ok(cfg)
+}
+
+/// As `load_config`, for `check`, which prints the warnings in its own
+/// report (logging them too showed each twice).
+pub fn load_config_unlogged(cli: &Cli, read_secrets: bool) -> anyhow::Result<Config> {
+    let mut cfg = config::load(&config_path(cli), read_secrets)?;
     if let Some(state) = &cli.state {
         cfg.state.path = state.clone();
     }

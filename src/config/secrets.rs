@@ -43,14 +43,28 @@ pub(super) fn read_limited(path: &Path, limit: u64) -> std::io::Result<FileText>
     Ok(FileText { content, mode })
 }
 
+/// Others reading or writing, or the group writing, draws a warning; the
+/// group reading does not: 0640 root:reconcile is the recommended
+/// deployment (docs/configuration.md).
 pub(super) fn permission_warning(mode: &Option<u32>, what: &str) -> Option<String> {
-    match mode {
-        Some(m) if m & 0o077 != 0 => Some(format!(
-            "{what} is readable by group/others (mode {:04o}); chmod 600",
-            m & 0o7777
-        )),
-        _ => None,
+    let m = (*mode)?;
+    let problems: Vec<&str> = [
+        (0o004, "readable by others"),
+        (0o002, "writable by others"),
+        (0o020, "writable by its group"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| m & bit != 0)
+    .map(|(_, what)| what)
+    .collect();
+    if problems.is_empty() {
+        return None;
     }
+    Some(format!(
+        "{what} is {} (mode {:04o}); chmod g-w,o= (0640 or 0600)",
+        problems.join(", "),
+        m & 0o7777
+    ))
 }
 
 /// One secret's sources: credential, `*_file` key, env variable.

@@ -583,15 +583,36 @@ fn permission_warnings() {
     let c = f.load(&toml, true).unwrap();
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.warnings[0].contains(&token.display().to_string()));
-    assert!(c.warnings[0].contains("chmod 600"));
+    assert!(c.warnings[0].contains("readable by others"));
     assert!(!c.warnings[0].contains("secret-value"));
 
-    // The config file itself.
+    // The config file itself: the group reading is fine, others reading,
+    // others writing or the group writing are not.
     let path = f.file("open.toml", MINIMAL);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let c = load_with_env(&path, false, &|_| None).unwrap();
-    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains(&path.display().to_string()));
+    for (mode, warned) in [
+        (0o600, None),
+        (0o640, None),
+        (0o440, None),
+        (0o641, None),
+        (0o644, Some("readable by others")),
+        (0o642, Some("writable by others")),
+        (0o660, Some("writable by its group")),
+        (
+            0o666,
+            Some("readable by others, writable by others, writable by its group"),
+        ),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let c = load_with_env(&path, false, &|_| None).unwrap();
+        match warned {
+            None => assert!(c.warnings.is_empty(), "{mode:o}: {:?}", c.warnings),
+            Some(what) => {
+                assert_eq!(c.warnings.len(), 1, "{mode:o}: {:?}", c.warnings);
+                assert!(c.warnings[0].contains(&path.display().to_string()));
+                assert!(c.warnings[0].contains(what), "{mode:o}: {}", c.warnings[0]);
+            }
+        }
+    }
 }
 
 // --- the grace-overrides JSON parser ---------------------------------
