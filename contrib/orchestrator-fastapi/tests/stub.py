@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -112,7 +114,9 @@ class Stub:
             )
         return out
 
-    def router(self, token: str) -> APIRouter:
+    def router(
+        self, token: str, claim: Optional[Callable[[int], AbstractContextManager[Any]]] = None
+    ) -> APIRouter:
         return reconcile_router(
             token=token,
             get_active_tasks_for_reconcile=self.get_active_tasks_for_reconcile,
@@ -124,4 +128,5 @@ class Stub:
             get_qg_for_stage=self.get_qg_for_stage,
             evaluate_gate=self.evaluate_gate,
             task_dependencies=self.task_dependencies,
+            claim=claim,
         )

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from apispec import REPO, Spec
+from reconcile_orchestrator import per_task_lock
 from stub import STAGES, Stub
 
 TOKEN = "orch-token-0123"
@@ -41,6 +43,7 @@ PROJECT = "6f1c2d3e-0000-4000-8000-000000000001"
 ISSUE_7 = "6f1c2d3e-0000-4000-8000-000000000007"
 ISSUE_8 = "6f1c2d3e-0000-4000-8000-000000000008"
 ISSUE_9 = "6f1c2d3e-0000-4000-8000-000000000009"
+ISSUE_10 = "6f1c2d3e-0000-4000-8000-000000000010"
 BIN = Path(os.environ.get("RECONCILE_BIN", REPO / "target" / "debug" / "reconcile"))
 
 
@@ -96,9 +99,19 @@ class Recorder:
         )
 
 
-def orchestrator_app(stub: Stub) -> Recorder:
+def orchestrator_app(stub: Stub, job_at_claim: set[int]) -> Recorder:
+    claim = per_task_lock()
+
+    @contextmanager
+    def racing_claim(task_id: int) -> Iterator[None]:
+        # A webhook queued a job for these tasks after the list was read.
+        if task_id in job_at_claim:
+            stub.jobs.add(task_id)
+        with claim(task_id):
+            yield
+
     app = FastAPI()
-    app.include_router(stub.router(TOKEN))
+    app.include_router(stub.router(TOKEN, claim=racing_claim))
 
     @app.post("/webhooks/plane")
     async def plane_webhook(request: Request) -> JSONResponse:
@@ -198,6 +211,7 @@ class FakePlane:
             {"id": ISSUE_7, "name": "Stuck in testing", "sequence_id": 7, "state": STATE_ID["In Progress"]},
             {"id": ISSUE_8, "name": "Busy", "sequence_id": 8, "state": STATE_ID["In Progress"]},
             {"id": ISSUE_9, "name": "Lost verdict", "sequence_id": 9, "state": STATE_ID["Approved"]},
+            {"id": ISSUE_10, "name": "Raced", "sequence_id": 10, "state": STATE_ID["In Progress"]},
         ]
         for i in self.items:
             i.update(project=PROJECT, workspace="w-1", updated_at=old, created_at=old)
@@ -272,7 +286,10 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     stub.jobs.add(8)
     # Its Plane issue is Approved; the verdict webhook was lost.
     stub.add(9, "review", plane_id=ISSUE_9, age_s=7200)
-    orch = orchestrator_app(stub)
+    # Green and idle in the list, but a job appears before the advance: 409.
+    stub.add(10, "testing", plane_id=ISSUE_10, age_s=7200)
+    stub.green.add(10)
+    orch = orchestrator_app(stub, job_at_claim={10})
     plane, tg = FakePlane(), FakeTelegram()
     stops = []
     orch_url, stop = serve_asgi(orch)
@@ -353,6 +370,7 @@ def test_check_dry_run_and_live_ticks_against_the_adapter(world: dict[str, Any])
     gate = units(report, "gate")
     assert gate[7]["outcome"] == "would_advance", gate
     assert gate[8]["outcome"] == "skipped" and gate[8]["reason"] == "in_flight"
+    assert gate[10]["outcome"] == "would_advance", gate
     assert [u["outcome"] for u in report["plane"]["units"]] == ["would_apply_verdict"]
     assert stub.advances == [] and stub.tasks[7]["stage"] == "testing"
     assert stub.tasks[9]["stage"] == "review" and tg.sent == []
@@ -363,7 +381,12 @@ def test_check_dry_run_and_live_ticks_against_the_adapter(world: dict[str, Any])
     assert gate[7]["outcome"] == "advanced" and gate[7]["stage_after"] == "review"
     assert stub.advances == [(7, "testing", "acme/shop", "ET-7", "feature/et-7")]
     assert stub.tasks[7]["stage"] == "review" and stub.tasks[8]["stage"] == "testing"
+    # The claim refused task 10 (409 "active job"): not advanced, not a failure.
+    assert gate[10]["outcome"] == "not_advanced" and gate[10]["detail"] == "active job"
+    assert stub.tasks[10]["stage"] == "testing"
     assert len(tg.sent) == 1 and "ET-7" in tg.sent[0], tg.sent
+    conflicts = [x for x in orch.log if x.status == 409]
+    assert [x.path for x in conflicts] == ["/reconcile/v1/tasks/10/advance"]
 
     # A full live tick: nothing more to advance; the lost verdict is replayed
     # through the orchestrator's webhook route and announced once.
