@@ -37,6 +37,7 @@ pub use scenario::{
 };
 pub use world::{RecordedRequest, SentMessage, World, webhook_signature};
 
+pub use http::percent_decode;
 use http::{Handler, Server, lock};
 use world::Shared;
 

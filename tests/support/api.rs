@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use reconcile::sim::{Peer, RecordedRequest};
+use reconcile::sim::{Peer, RecordedRequest, percent_decode};
 use serde_json::{Value, json};
 
 /// Objects answered by the orchestrator, closed to undocumented fields here.
@@ -50,37 +50,14 @@ pub fn spec() -> &'static Spec {
     })
 }
 
-/// `a=b&c=d`, percent-decoded.
+/// `a=b&c=d`, percent-decoded (as the simulator reads a query).
 fn query_pairs(query: &str) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        let b = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
-                (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                    out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                    i += 3;
-                }
-                (b'+', _, _) => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                (c, _, _) => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
     query
         .split('&')
         .filter(|s| !s.is_empty())
         .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(kv), String::new()),
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(kv), String::new()),
         })
         .collect()
 }
