@@ -208,3 +208,102 @@ fn rust_log_trace_never_prints_a_secret() {
     run.code(0);
     assert!(run.stderr.contains("unblocked"), "{run}");
 }
+
+/// Replaces `path` with a FIFO. Should the binary open it anyway (the bug),
+/// a writer comes after 30 s so that the test fails instead of hanging.
+fn fifo_at(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = std::fs::OpenOptions::new().write(true).open(&path);
+    });
+}
+
+#[test]
+fn a_fifo_at_the_config_path_is_refused_promptly() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    fifo_at(&stack.config);
+    let started = std::time::Instant::now();
+    let run = stack.run(&["gate"]);
+    run.code(78)
+        .stdout_empty()
+        .stderr_one_line(&[stack.config.to_str().unwrap(), "FIFO"]);
+    // Generous: the point is "not blocked until a writer comes".
+    assert!(started.elapsed().as_secs() < 20, "{run}");
+    assert!(stack.sim.requests().is_empty());
+}
+
+#[test]
+fn a_fifo_at_a_secret_file_path_is_refused_promptly_naming_the_key() {
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let key = stack.dir.path().join("plane.key");
+    fifo_at(&key);
+    let started = std::time::Instant::now();
+    let run = stack.run(&["gate"]);
+    run.code(78).stdout_empty().stderr_one_line(&[
+        "[plane] api_key_file",
+        key.to_str().unwrap(),
+        "FIFO",
+    ]);
+    assert!(started.elapsed().as_secs() < 20, "{run}");
+    assert!(stack.sim.requests().is_empty());
+}
+
+#[test]
+fn a_secret_file_with_a_bad_byte_is_refused_naming_the_file() {
+    for (content, why) in [
+        (&b"inner-s3cr3t\nsecond-line\n"[..], "line break"),
+        (b"inner-s3cr3t\0tail\n", "NUL"),
+        (b"inner-s3cr3t\xc3\xa9\n", "non-ASCII"),
+        (b"inner-s3cr3t\xff\n", "non-ASCII"),
+        (b"inner-s3cr3t tail\n", "whitespace"),
+        (b" \n", "empty"),
+    ] {
+        let mut stack = Test::new().stuck(7, "testing", "In Progress").start();
+        stack.add_secret("inner-s3cr3t");
+        let token = stack.dir.path().join("orchestrator.token");
+        std::fs::write(&token, content).unwrap();
+        let run = stack.run(&["gate"]);
+        run.code(78).stdout_empty().stderr_one_line(&[
+            "[orchestrator] token_file",
+            token.to_str().unwrap(),
+            why,
+        ]);
+        assert!(stack.sim.requests().is_empty(), "{why}");
+        assert_eq!(stack.stage(7), "testing");
+    }
+}
+
+#[test]
+fn a_trailing_newline_and_spaces_around_a_secret_are_not_part_of_it() {
+    // The simulator answers 401 to anything but the exact token.
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    let token = stack.dir.path().join("orchestrator.token");
+    let value = stack.sim.scenario().orchestrator_token;
+    std::fs::write(&token, format!("  {value} \r\n")).unwrap();
+    stack.tick(&["gate"]).code(0);
+    assert_eq!(stack.stage(7), "review");
+}
+
+#[test]
+fn a_bad_secret_in_the_environment_is_refused_naming_the_variable() {
+    let mut stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .unset("orchestrator", "token_file")
+        .start();
+    stack.add_secret("env-s3cr3t");
+    let run = stack.run_with_env(
+        &["gate"],
+        &[("RECONCILE_ORCHESTRATOR_TOKEN", "env-s3cr3t\u{1b}[2J")],
+    );
+    run.code(78)
+        .stdout_empty()
+        .stderr_one_line(&["RECONCILE_ORCHESTRATOR_TOKEN", "control character"]);
+    assert!(stack.sim.requests().is_empty());
+}

@@ -17,12 +17,22 @@ pub(super) struct FileText {
 /// Reads a UTF-8 text file of at most `limit` bytes (a config pointed at
 /// /dev/zero must not eat the memory). Errors never contain the content.
 pub(super) fn read_limited(path: &Path, limit: u64) -> std::io::Result<FileText> {
+    let (bytes, mode) = read_regular(path, limit)?;
+    let content = String::from_utf8(bytes).map_err(|_| std::io::Error::other("not valid UTF-8"))?;
+    Ok(FileText { content, mode })
+}
+
+/// The bytes (at most `limit`) and the permission bits of a regular file.
+/// The type is checked with `stat` before the file is opened: opening a
+/// FIFO for reading blocks until a writer comes, so a FIFO (or a device, a
+/// socket) at the config or a secret path would hang every tick.
+fn read_regular(path: &Path, limit: u64) -> std::io::Result<(Vec<u8>, Option<u32>)> {
     use std::io::Read;
+    not_special(&std::fs::metadata(path)?)?;
     let file = std::fs::File::open(path)?;
+    // Again on the open file: it may have been replaced in between.
     let meta = file.metadata()?;
-    if meta.is_dir() {
-        return Err(std::io::Error::other("is a directory"));
-    }
+    not_special(&meta)?;
     let mode = {
         #[cfg(unix)]
         {
@@ -39,9 +49,63 @@ pub(super) fn read_limited(path: &Path, limit: u64) -> std::io::Result<FileText>
     if bytes.len() as u64 > limit {
         return Err(std::io::Error::other(format!("larger than {limit} bytes")));
     }
-    let content = String::from_utf8(bytes).map_err(|_| std::io::Error::other("not valid UTF-8"))?;
-    Ok(FileText { content, mode })
+    Ok((bytes, mode))
 }
+
+/// An error unless `meta` is a regular file, saying what it is instead.
+fn not_special(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok(());
+    }
+    let what = if ft.is_dir() {
+        "is a directory"
+    } else {
+        special_kind(&ft)
+    };
+    Err(std::io::Error::other(what))
+}
+
+#[cfg(unix)]
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "not a regular file (a FIFO)"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "not a regular file (a device)"
+    } else if ft.is_socket() {
+        "not a regular file (a socket)"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "not a regular file"
+}
+
+/// A secret as read (file or environment) → its value: surrounding
+/// whitespace (the trailing newline of `echo … > file` first) goes; the
+/// rest must be printable ASCII without whitespace, since it ends up in an
+/// HTTP header or URL where anything else fails every request later, far
+/// from its cause. The reason never shows the value.
+pub(super) fn clean_secret(raw: &str) -> Result<&str, &'static str> {
+    let v = raw.trim();
+    if v.is_empty() {
+        return Err("is empty");
+    }
+    match v.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
+        None => Ok(v),
+        Some(b'\n' | b'\r') => Err("contains a line break"),
+        Some(0) => Err("contains a NUL byte"),
+        Some(b' ' | b'\t') => Err("contains whitespace"),
+        Some(b) if b >= 0x80 => Err("contains a non-ASCII character"),
+        Some(_) => Err("contains a control character"),
+    }
+}
+
+const SECRET_RULE: &str = "a secret must be printable ASCII without whitespace";
 
 /// Others reading or writing, or the group writing, draws a warning; the
 /// group reading does not: 0640 root:reconcile is the recommended
@@ -79,10 +143,10 @@ struct SecretSpec<'a> {
     env_var: &'a str,
 }
 
-/// The first non-empty value of: the systemd credential, the `*_file` key,
-/// the env variable. A credential file or `*_file` that exists/is set but
-/// cannot be read is an error naming it; trailing whitespace is trimmed; an
-/// empty value counts as missing. `Ok(None)`: found nowhere; the error for
+/// The first of: the systemd credential, the `*_file` key, the env
+/// variable (blank counts as unset). A credential file or `*_file` that
+/// exists/is set but cannot be read, is not a regular file, or does not
+/// hold a clean secret (`clean_secret`) is an error naming it. `Ok(None)`: found nowhere; the error for
 /// a required secret is the caller's (see `missing_secret`).
 fn read_secret(
     spec: &SecretSpec<'_>,
@@ -91,17 +155,22 @@ fn read_secret(
     warnings: &mut Vec<String>,
 ) -> Result<Option<Secret>, ConfigError> {
     let mut take = |path: &Path, what: String| -> Result<Option<Secret>, ConfigError> {
-        let text = read_limited(path, MAX_SECRET_BYTES).map_err(|e| {
+        let (bytes, mode) = read_regular(path, MAX_SECRET_BYTES).map_err(|e| {
             ConfigError(one_line(&format!(
                 "config {config_at}: {what}: cannot read {}: {e}",
                 path.display()
             )))
         })?;
-        let value = text.content.trim_end();
-        if value.is_empty() {
-            return Ok(None);
-        }
-        if let Some(w) = permission_warning(&text.mode, &format!("{what} {}", path.display())) {
+        let value = std::str::from_utf8(&bytes)
+            .map_err(|_| "contains a non-ASCII character")
+            .and_then(clean_secret)
+            .map_err(|why| {
+                ConfigError(one_line(&format!(
+                    "config {config_at}: {what}: {} {why} ({SECRET_RULE})",
+                    path.display()
+                )))
+            })?;
+        if let Some(w) = permission_warning(&mode, &format!("{what} {}", path.display())) {
             warnings.push(w);
         }
         Ok(Some(Secret::new(value)))
@@ -119,11 +188,16 @@ fn read_secret(
     {
         return Ok(Some(s));
     }
-    if let Some(v) = env(spec.env_var) {
-        let v = v.trim_end();
-        if !v.is_empty() {
-            return Ok(Some(Secret::new(v)));
-        }
+    // A blank variable counts as unset (`VAR=` in an environment file is
+    // how one unsets it there); anything else must be a clean secret.
+    if let Some(v) = env(spec.env_var).filter(|v| !v.trim().is_empty()) {
+        let value = clean_secret(&v).map_err(|why| {
+            ConfigError(format!(
+                "config {config_at}: env {} {why} ({SECRET_RULE})",
+                spec.env_var
+            ))
+        })?;
+        return Ok(Some(Secret::new(value)));
     }
     Ok(None)
 }

@@ -506,8 +506,15 @@ fn secret_sources_in_order() {
         assert!(!shown.contains(s), "Debug leaks {s}");
     }
 
-    // Without the credential: the file; an empty credential counts as missing.
+    // An empty credential is an error naming it (not a silent fall-through).
     std::fs::write(creds.join("orchestrator-token"), "\n").unwrap();
+    let e = f.load(&toml, true).unwrap_err().0;
+    assert!(
+        e.contains("credential orchestrator-token") && e.contains("is empty"),
+        "{e}"
+    );
+    // Without the credential: the file.
+    std::fs::remove_file(creds.join("orchestrator-token")).unwrap();
     let c = f.load(&toml, true).unwrap();
     assert_eq!(c.orchestrator.token.as_ref().unwrap().expose(), "from-file");
     // Without credentials dir and file: env.
@@ -937,4 +944,102 @@ fn bounds_name_the_key_and_accept_their_ends() {
         .set("ORCH_RECONCILE_DEADLINE_S", "10")
         .err(&with("[telegram]\nchat_id = 1\n"));
     assert!(e.contains("[telegram] delivery_reserve_s"), "{e}");
+}
+
+#[test]
+fn secrets_are_trimmed_then_must_be_printable_ascii() {
+    use super::secrets::clean_secret;
+    for (raw, want) in [
+        ("tok\n", "tok"),
+        ("tok\r\n", "tok"),
+        ("  tok \t\n\n", "tok"),
+        ("a!~#%", "a!~#%"),
+        ("123:ABC-def_ghi", "123:ABC-def_ghi"),
+    ] {
+        assert_eq!(clean_secret(raw), Ok(want), "{raw:?}");
+    }
+    for (raw, why) in [
+        ("", "is empty"),
+        (" \n", "is empty"),
+        ("to\nken", "contains a line break"),
+        ("to\rken", "contains a line break"),
+        ("to\0ken", "contains a NUL byte"),
+        ("to ken", "contains whitespace"),
+        ("to\tken", "contains whitespace"),
+        ("tokén", "contains a non-ASCII character"),
+        ("to\u{1b}[2Jken", "contains a control character"),
+        ("to\u{7f}ken", "contains a control character"),
+    ] {
+        assert_eq!(clean_secret(raw), Err(why), "{raw:?}");
+    }
+}
+
+#[test]
+fn bad_secrets_name_their_source_never_their_value() {
+    let f = Fixture::new();
+    let key = f.file("plane.key", "s3cr3t\nsecond-line\n");
+    let toml = format!(
+        "[orchestrator]\nurl = \"http://o\"\n[plane]\nurl = \"http://p\"\nworkspace = \"w\"\napi_key_file = {:?}\n",
+        key.display().to_string()
+    );
+    let f = f.set("RECONCILE_ORCHESTRATOR_TOKEN", "t");
+    let e = f.load(&toml, true).unwrap_err().0;
+    assert!(
+        e.contains("[plane] api_key_file") && e.contains(&key.display().to_string()),
+        "{e}"
+    );
+    assert!(e.contains("line break") && !e.contains("s3cr3t"), "{e}");
+    std::fs::write(&key, b"s3cr3t\xff\n").unwrap();
+    let e = f.load(&toml, true).unwrap_err().0;
+    assert!(e.contains("non-ASCII") && !e.contains("s3cr3t"), "{e}");
+    // From the environment: named by the variable.
+    let f = Fixture::new()
+        .set("RECONCILE_ORCHESTRATOR_TOKEN", "s3cr3t with spaces")
+        .set("RECONCILE_PLANE_API_KEY", "k");
+    let e = f.load(MINIMAL, true).unwrap_err().0;
+    assert!(
+        e.contains("env RECONCILE_ORCHESTRATOR_TOKEN") && e.contains("whitespace"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cr3t"), "{e}");
+    // A blank variable is unset: the missing-secret error, not this one.
+    let f = Fixture::new()
+        .set("RECONCILE_ORCHESTRATOR_TOKEN", "  ")
+        .set("RECONCILE_PLANE_API_KEY", "k");
+    let e = f.load(MINIMAL, true).unwrap_err().0;
+    assert!(e.contains("no orchestrator token"), "{e}");
+}
+
+#[test]
+fn special_files_are_refused_without_being_opened() {
+    let f = Fixture::new();
+    let fifo = f.dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Opening the FIFO would block this test for ever.
+    let e = load_with_env(&fifo, false, &|_| None).unwrap_err().0;
+    assert!(
+        e.contains(&fifo.display().to_string()) && e.contains("FIFO"),
+        "{e}"
+    );
+    let toml = format!(
+        "[orchestrator]\nurl = \"http://o\"\ntoken_file = {:?}\n[plane]\nurl = \"http://p\"\nworkspace = \"w\"\n",
+        fifo.display().to_string()
+    );
+    let e = f
+        .set("RECONCILE_PLANE_API_KEY", "k")
+        .load(&toml, true)
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains("[orchestrator] token_file") && e.contains("FIFO"),
+        "{e}"
+    );
+    let e = load_with_env(Path::new("/dev/null"), false, &|_| None)
+        .unwrap_err()
+        .0;
+    assert!(e.contains("/dev/null") && e.contains("device"), "{e}");
 }
