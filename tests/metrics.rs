@@ -456,10 +456,20 @@ fn the_plane_gauges_count_unread_projects_and_age_the_oldest_sync() {
         m["reconcile_plane_oldest_sync_age_seconds"] > 365.0 * 86_400.0,
         "{text}"
     );
-    // A gate-only tick says nothing about Plane.
-    stack.tick(&["gate"]).code(0);
+    // A tick that needed no Plane project (the gate pass, its one task's
+    // gate red) left none unread and has no sync to age.
+    stack
+        .sim
+        .update(|w| w.scenario.set_always_fault(Route::PlaneItems, None));
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    assert_eq!(run.json()["requests"]["plane"], 0);
     let m = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
-    assert!(!m.contains_key("reconcile_plane_projects_unread"), "{m:?}");
+    assert_eq!(m["reconcile_plane_projects_unread"], 0.0, "{m:?}");
+    assert!(
+        !m.contains_key("reconcile_plane_oldest_sync_age_seconds"),
+        "{m:?}"
+    );
 }
 
 /// Every `reconcile_…` name in `text`.

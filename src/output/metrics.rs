@@ -58,12 +58,12 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     (
         "reconcile_plane_projects_unread",
         "gauge",
-        "Plane projects the last tick could not read (budget, deadline or error).",
+        "Plane projects the last tick meant to read and could not (budget, deadline or error).",
     ),
     (
         "reconcile_plane_oldest_sync_age_seconds",
         "gauge",
-        "Seconds since the least recently synced Plane project started its last sync.",
+        "Age of the oldest successful Plane sync among those projects, at the end of the last tick.",
     ),
     (
         "reconcile_ticks_total{exit_code}",
@@ -193,36 +193,31 @@ fn last_run_gauges(out: &mut String, last_run: i64, exit_code: u8, duration: Dur
     family(out, EXIT_CODE, &[(String::new(), exit_code.to_string())]);
 }
 
-/// The fair Plane budget's view, when the Plane pass went over projects:
-/// how many it could not read this tick (deferred by the budget or the
-/// deadline, or failed), and how long ago the least recently synced one
-/// started its last sync. A project never synced counts as unread only.
+/// The fair Plane budget's view of the last tick: how many of the projects
+/// it meant to read it could not (deferred by the budget or the deadline,
+/// or failed), and how old the least recent successful sync among them was
+/// when it finished (none when none of them ever synced, or the tick needed
+/// no project).
 fn plane_fleet(out: &mut String, report: &Report, now: Option<OffsetDateTime>) {
-    let projects = &report.plane.projects;
-    if projects.is_empty() {
-        return;
-    }
-    let unread = projects
-        .iter()
-        .filter(|p| p.deferred.is_some() || p.error.is_some())
-        .count();
+    let snap = &report.counters.snapshot;
     family(
         out,
         "reconcile_plane_projects_unread",
-        &[(String::new(), unread.to_string())],
+        &[(String::new(), snap.plane_projects_unread.max(0).to_string())],
     );
-    let synced = &report.counters.snapshot.synced;
-    let oldest = projects
-        .iter()
-        .filter_map(|p| synced.get(&p.plane_project_id))
-        .filter_map(|t| timestamp::parse(t))
-        .min();
-    if let (Some(now), Some(oldest)) = (now, oldest) {
-        let age = (now - oldest).as_seconds_f64().max(0.0);
+    let oldest = snap
+        .plane_oldest_sync_at
+        .as_deref()
+        .and_then(timestamp::parse);
+    let age = match (now, oldest) {
+        (Some(now), Some(oldest)) => Some((now - oldest).whole_seconds().max(0)),
+        _ => snap.plane_oldest_sync_age_s,
+    };
+    if let Some(age) = age {
         family(
             out,
             "reconcile_plane_oldest_sync_age_seconds",
-            &[(String::new(), format!("{age:.0}"))],
+            &[(String::new(), age.to_string())],
         );
     }
 }

@@ -104,16 +104,6 @@ pub(super) fn read(conn: &Connection) -> rusqlite::Result<BTreeMap<SeriesKey, i6
     Ok(out)
 }
 
-/// When each Plane project's mirror last started a sync, by project id.
-pub(super) fn synced(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
-    if !has_table(conn, "mirror_sync")? {
-        return Ok(BTreeMap::new());
-    }
-    let mut stmt = conn.prepare("SELECT project_id, last_started_at FROM mirror_sync")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +170,6 @@ mod tests {
     fn an_older_schema_reads_as_no_series() {
         let c = Connection::open_in_memory().unwrap();
         assert!(read(&c).unwrap().is_empty());
-        assert!(synced(&c).unwrap().is_empty());
     }
 
     #[test]

@@ -84,10 +84,6 @@ pub struct Snapshot {
     /// The labelled metric counters (for the metrics textfile only).
     #[serde(skip)]
     pub series: BTreeMap<SeriesKey, i64>,
-    /// When each Plane project's mirror last started a sync, by project id
-    /// (for the metrics textfile only).
-    #[serde(skip)]
-    pub synced: BTreeMap<String, String>,
     /// Plane projects the last tick meant to read and did not (the fair
     /// budget's deferrals, the deadline, failures).
     pub plane_projects_unread: i64,
@@ -297,7 +293,6 @@ impl SidecarReader {
             )
             .map_err(&err)?;
         snap.series = metrics::read(&conn).map_err(&err)?;
-        snap.synced = metrics::synced(&conn).map_err(&err)?;
         Ok(snap)
     }
 
