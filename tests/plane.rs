@@ -174,10 +174,18 @@ fn without_to_analyse_in_progress_is_the_start_trigger_and_idle_tasks_stay_silen
         "each project is listed once per tick"
     );
     assert_eq!(stack.messages().len(), 1);
-    for _ in 0..2 {
-        let run = stack.tick(&["plane"]);
-        assert_eq!(run.plane_outcome(5), "resume_noop");
-    }
+    // The resume changed nothing: remembered, it is not replayed again
+    // while the issue and the task stay as they are (tests/memo.rs).
+    let hooks = stack.count(Route::OrchWebhook);
+    let run = stack.tick(&["plane"]);
+    assert_eq!(run.plane_outcome(5), "skipped/replayed_noop");
+    // ET-10's new task is idle now: one resume that changes nothing …
+    assert_eq!(run.plane_outcome(10), "resume_noop");
+    let run = stack.tick(&["plane"]);
+    // … and then both are remembered.
+    assert_eq!(run.plane_outcome(5), "skipped/replayed_noop");
+    assert_eq!(run.plane_outcome(10), "skipped/replayed_noop");
+    assert_eq!(stack.count(Route::OrchWebhook), hooks + 1);
     assert_eq!(stack.messages().len(), 1, "an idle task is never announced");
 }
 

@@ -119,8 +119,68 @@ pub fn issue_guards(
     None
 }
 
-/// Rows 0 and 3–8, once the issue's task has been read.
-pub fn decide(trigger: Trigger, task: Option<&Task>, cfg: &Reconcile, actions: u64) -> Decision {
+/// What an issue and its task looked like around a replay that changed
+/// nothing (`start_noop`, `resume_noop`, `verdict_noop`). While both still
+/// look the same, replaying again would change nothing again (row 3a, the
+/// no-op memo of docs/plane.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoopMemo {
+    pub issue_updated_at: Option<String>,
+    pub issue_state: String,
+    /// None: the issue had no task.
+    pub task_stage: Option<String>,
+    pub task_updated_at: Option<String>,
+}
+
+impl NoopMemo {
+    /// The facts of an issue (as listed) and of its task (as read).
+    pub fn of(issue_updated_at: Option<&str>, issue_state: &str, task: Option<&Task>) -> NoopMemo {
+        NoopMemo {
+            issue_updated_at: issue_updated_at.map(str::to_string),
+            issue_state: issue_state.to_string(),
+            task_stage: task.map(|t| t.stage.clone()),
+            task_updated_at: task.and_then(|t| t.updated_at.clone()),
+        }
+    }
+
+    /// All four facts unchanged. Timestamps compare as instants when both
+    /// parse (a peer may render one instant in another offset), else as
+    /// text.
+    pub fn matches(&self, now: &NoopMemo) -> bool {
+        fn same(a: &Option<String>, b: &Option<String>) -> bool {
+            use crate::core::timestamp::parse;
+            match (a.as_deref(), b.as_deref()) {
+                (Some(x), Some(y)) => match (parse(x), parse(y)) {
+                    (Some(p), Some(q)) => p == q,
+                    _ => x == y,
+                },
+                (x, y) => x == y,
+            }
+        }
+        self.issue_state == now.issue_state
+            && self.task_stage == now.task_stage
+            && same(&self.issue_updated_at, &now.issue_updated_at)
+            && same(&self.task_updated_at, &now.task_updated_at)
+    }
+}
+
+/// The outcomes the no-op memo remembers.
+pub fn is_noop(outcome: Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::StartNoop | Outcome::ResumeNoop | Outcome::VerdictNoop
+    )
+}
+
+/// Rows 0 and 3–8, once the issue's task has been read; `remembered`:
+/// the no-op memo matches the issue and its task as they are now (3a).
+pub fn decide(
+    trigger: Trigger,
+    task: Option<&Task>,
+    cfg: &Reconcile,
+    actions: u64,
+    remembered: bool,
+) -> Decision {
     if let Some(w) = task.and_then(Task::work_item)
         && cfg.skip_work_items.iter().any(|s| s == w)
     {
@@ -128,6 +188,10 @@ pub fn decide(trigger: Trigger, task: Option<&Task>, cfg: &Reconcile, actions: u
     }
     if task.is_some_and(|t| t.active_job) {
         return Decision::Skip(Reason::InFlight);
+    }
+    // 3a: before the cap, so that a remembered no-op costs no slot.
+    if remembered {
+        return Decision::Skip(Reason::ReplayedNoop);
     }
     // Row 4 comes before the rows that pick the replay (5–8).
     if cfg.max_actions > 0 && actions >= cfg.max_actions {
@@ -275,7 +339,7 @@ mod tests {
         };
         let t = task("review");
         assert_eq!(
-            decide(Trigger::Approved, Some(&t), &cfg, 0),
+            decide(Trigger::Approved, Some(&t), &cfg, 0, false),
             Decision::Skip(Reason::Excluded)
         );
     }
@@ -286,7 +350,7 @@ mod tests {
             active_job: true,
             ..task("review")
         };
-        let d = decide(Trigger::Approved, Some(&t), &Reconcile::default(), 0);
+        let d = decide(Trigger::Approved, Some(&t), &Reconcile::default(), 0, false);
         assert_eq!(d, Decision::Skip(Reason::InFlight));
     }
 
@@ -297,12 +361,12 @@ mod tests {
             ..Reconcile::default()
         };
         assert_eq!(
-            decide(Trigger::ToAnalyse, None, &cfg, 1),
+            decide(Trigger::ToAnalyse, None, &cfg, 1, false),
             Decision::Defer(Reason::ActionCap)
         );
         cfg.max_actions = 0;
         assert_eq!(
-            decide(Trigger::ToAnalyse, None, &cfg, 99),
+            decide(Trigger::ToAnalyse, None, &cfg, 99, false),
             Decision::Replay(Action::Start)
         );
     }
@@ -312,29 +376,146 @@ mod tests {
         let cfg = Reconcile::default();
         let t = task("analysis");
         assert_eq!(
-            decide(Trigger::ToAnalyse, None, &cfg, 0),
+            decide(Trigger::ToAnalyse, None, &cfg, 0, false),
             Decision::Replay(Action::Start)
         );
         assert_eq!(
-            decide(Trigger::ToAnalyse, Some(&t), &cfg, 0),
+            decide(Trigger::ToAnalyse, Some(&t), &cfg, 0, false),
             Decision::Replay(Action::Resume)
         );
         assert_eq!(
-            decide(Trigger::Approved, Some(&t), &cfg, 0),
+            decide(Trigger::Approved, Some(&t), &cfg, 0, false),
             Decision::Replay(Action::Verdict)
         );
         assert_eq!(
-            decide(Trigger::Rejected, Some(&t), &cfg, 0),
+            decide(Trigger::Rejected, Some(&t), &cfg, 0, false),
             Decision::Replay(Action::Verdict)
         );
         assert_eq!(
-            decide(Trigger::Approved, None, &cfg, 0),
+            decide(Trigger::Approved, None, &cfg, 0, false),
             Decision::Skip(Reason::NoTask)
         );
         assert_eq!(
-            decide(Trigger::Rejected, None, &cfg, 0),
+            decide(Trigger::Rejected, None, &cfg, 0, false),
             Decision::Skip(Reason::NoTask)
         );
+    }
+
+    fn memo(issue_at: &str, state: &str, task: Option<&Task>) -> NoopMemo {
+        NoopMemo::of(Some(issue_at), state, task)
+    }
+
+    fn dated(stage: &str, at: &str) -> Task {
+        Task {
+            updated_at: Some(at.into()),
+            ..task(stage)
+        }
+    }
+
+    #[test]
+    fn row3a_a_remembered_noop_is_skipped_before_the_action_cap() {
+        let cfg = Reconcile {
+            max_actions: 1,
+            ..Reconcile::default()
+        };
+        let t = task("review");
+        assert_eq!(
+            decide(Trigger::Approved, Some(&t), &cfg, 1, true),
+            Decision::Skip(Reason::ReplayedNoop),
+            "no cap slot spent"
+        );
+        assert_eq!(
+            decide(Trigger::Approved, Some(&t), &cfg, 0, true),
+            Decision::Skip(Reason::ReplayedNoop)
+        );
+        assert_eq!(
+            decide(Trigger::ToAnalyse, None, &cfg, 0, true),
+            Decision::Skip(Reason::ReplayedNoop)
+        );
+        // Rows 0 and 3 still come first.
+        let busy = Task {
+            active_job: true,
+            ..task("review")
+        };
+        assert_eq!(
+            decide(Trigger::Approved, Some(&busy), &cfg, 0, true),
+            Decision::Skip(Reason::InFlight)
+        );
+        let skip = Reconcile {
+            skip_work_items: vec!["ET-7".into()],
+            ..Reconcile::default()
+        };
+        assert_eq!(
+            decide(Trigger::Approved, Some(&t), &skip, 0, true),
+            Decision::Skip(Reason::Excluded)
+        );
+        // Not remembered: the replay as before.
+        assert_eq!(
+            decide(Trigger::Approved, Some(&t), &cfg, 0, false),
+            Decision::Replay(Action::Verdict)
+        );
+    }
+
+    #[test]
+    fn the_memo_matches_while_all_four_facts_are_unchanged() {
+        let t = dated("review", "2026-06-09T10:00:00+03:00");
+        let m = memo("2026-06-09T09:00:00.000000Z", "u-approved", Some(&t));
+        assert!(m.matches(&m.clone()));
+        // The same instants written otherwise still match.
+        let same = NoopMemo::of(
+            Some("2026-06-09T12:00:00+03:00"),
+            "u-approved",
+            Some(&dated("review", "2026-06-09T07:00:00Z")),
+        );
+        assert!(m.matches(&same));
+        // Any one change re-arms it.
+        let later = memo("2026-06-09T09:00:01Z", "u-approved", Some(&t));
+        assert!(!m.matches(&later), "issue updated_at");
+        let moved = memo("2026-06-09T09:00:00Z", "u-rejected", Some(&t));
+        assert!(!m.matches(&moved), "issue state");
+        let staged = memo(
+            "2026-06-09T09:00:00Z",
+            "u-approved",
+            Some(&dated("done", "2026-06-09T10:00:00+03:00")),
+        );
+        assert!(!m.matches(&staged), "task stage");
+        let touched = memo(
+            "2026-06-09T09:00:00Z",
+            "u-approved",
+            Some(&dated("review", "2026-06-09T10:00:05+03:00")),
+        );
+        assert!(!m.matches(&touched), "task updated_at");
+        // A start that created nothing: no task then, one now.
+        let none = memo("2026-06-09T09:00:00Z", "u-toanalyse", None);
+        assert!(none.matches(&none.clone()));
+        let created = memo("2026-06-09T09:00:00Z", "u-toanalyse", Some(&t));
+        assert!(!none.matches(&created), "a task appeared");
+        // Unparseable timestamps compare as text.
+        let odd = NoopMemo::of(Some("garbage"), "s", None);
+        assert!(odd.matches(&NoopMemo::of(Some("garbage"), "s", None)));
+        assert!(!odd.matches(&NoopMemo::of(None, "s", None)));
+    }
+
+    #[test]
+    fn only_confirmed_noops_are_remembered() {
+        for o in [
+            Outcome::StartNoop,
+            Outcome::ResumeNoop,
+            Outcome::VerdictNoop,
+        ] {
+            assert!(is_noop(o), "{o}");
+        }
+        for o in [
+            Outcome::Started,
+            Outcome::Resumed,
+            Outcome::VerdictApplied,
+            Outcome::Error,
+            Outcome::Skipped,
+            Outcome::Deferred,
+            Outcome::WouldApplyVerdict,
+        ] {
+            assert!(!is_noop(o), "{o}");
+        }
     }
 
     #[test]

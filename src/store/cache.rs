@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::errors::Result;
 use super::{Sidecar, SidecarReader, format_ts};
+use crate::core::plane::NoopMemo;
 use crate::core::states::PlaneState;
 
 /// One issue of the mirror: what the passes read, and (when written, or
@@ -234,6 +235,66 @@ impl Sidecar {
     }
 }
 
+// -- the no-op memo -------------------------------------------------------
+
+impl SidecarReader {
+    /// Every remembered no-op replay, by issue id.
+    pub fn noop_memos(&self) -> Result<HashMap<String, NoopMemo>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT issue_id, issue_updated_at, issue_state, task_stage, task_updated_at
+                 FROM noop_memo",
+            )
+            .map_err(self.err("reading the no-op memo"))?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                NoopMemo {
+                    issue_updated_at: r.get(1)?,
+                    issue_state: r.get(2)?,
+                    task_stage: r.get(3)?,
+                    task_updated_at: r.get(4)?,
+                },
+            ))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.err("reading the no-op memo"))
+    }
+}
+
+impl Sidecar {
+    /// Remembers that replaying `issue_id` changed nothing (`Some`), or
+    /// forgets it (`None`: the replay had an effect).
+    pub fn set_noop_memo(
+        &mut self,
+        issue_id: &str,
+        memo: Option<&NoopMemo>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let now = format_ts(now);
+        self.write("record the no-op memo", |tx| {
+            match memo {
+                Some(m) => tx.execute(
+                    "INSERT OR REPLACE INTO noop_memo
+                     (issue_id, issue_updated_at, issue_state, task_stage, task_updated_at, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        issue_id,
+                        m.issue_updated_at,
+                        m.issue_state,
+                        m.task_stage,
+                        m.task_updated_at,
+                        now
+                    ],
+                )?,
+                None => tx.execute("DELETE FROM noop_memo WHERE issue_id = ?1", [issue_id])?,
+            };
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +329,29 @@ mod tests {
         s.store_states("p", &[], T0 + time::Duration::minutes(5))
             .unwrap();
         assert_eq!(s.cached_states("p").unwrap().unwrap().1, vec![]);
+    }
+
+    #[test]
+    fn the_noop_memo_is_remembered_replaced_and_forgotten() {
+        let (_d, mut s) = open();
+        assert!(s.noop_memos().unwrap().is_empty());
+        let m = NoopMemo {
+            issue_updated_at: Some("2026-11-27T09:00:00.000000Z".into()),
+            issue_state: "s1".into(),
+            task_stage: Some("review".into()),
+            task_updated_at: None,
+        };
+        s.set_noop_memo("i1", Some(&m), T0).unwrap();
+        s.set_noop_memo("i2", Some(&m), T0).unwrap();
+        let again = NoopMemo {
+            task_stage: None,
+            ..m.clone()
+        };
+        s.set_noop_memo("i1", Some(&again), T0).unwrap();
+        s.set_noop_memo("i2", None, T0).unwrap();
+        let all = s.noop_memos().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all["i1"], again);
     }
 
     #[test]

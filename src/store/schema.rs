@@ -10,7 +10,7 @@ use super::errors::{Result, SidecarError, SidecarErrorKind};
 
 /// Schema migrations, oldest first; entry `i` takes `user_version` from `i`
 /// to `i + 1`. Append new versions; never edit a released one.
-const MIGRATIONS: &[&str] = &[MIGRATION_V1, MIGRATION_V2, MIGRATION_V3];
+const MIGRATIONS: &[&str] = &[MIGRATION_V1, MIGRATION_V2, MIGRATION_V3, MIGRATION_V4];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -125,6 +125,20 @@ CREATE TABLE metric_series (
     value  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (family, labels)
 ) WITHOUT ROWID;
+";
+
+/// The Plane pass's no-op memo (docs/plane.md): per issue, what it and its
+/// task looked like when a replay last changed nothing.
+pub(super) const MIGRATION_V4: &str = "
+CREATE TABLE noop_memo (
+    issue_id         TEXT PRIMARY KEY,
+    issue_updated_at TEXT,
+    issue_state      TEXT NOT NULL,
+    task_stage       TEXT,
+    task_updated_at  TEXT,
+    recorded_at      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX noop_memo_recorded_at ON noop_memo(recorded_at);
 ";
 
 pub(super) fn user_version(conn: &Connection, path: &Path) -> Result<i64> {

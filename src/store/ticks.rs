@@ -369,6 +369,9 @@ fn retain(tx: &Connection, cutoff: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM ticks WHERE started_at < ?1", [cutoff])?;
     tx.execute("DELETE FROM history WHERE at < ?1", [cutoff])?;
     tx.execute("DELETE FROM dedup WHERE touched_at < ?1", [cutoff])?;
+    // A memo still matching is never rewritten: past retention it costs
+    // one more replay, which records it afresh.
+    tx.execute("DELETE FROM noop_memo WHERE recorded_at < ?1", [cutoff])?;
     tx.execute(
         "DELETE FROM outbox WHERE (status = 'sent' AND COALESCE(sent_at, created_at) < ?1)
             OR (status = 'dropped' AND COALESCE(dropped_at, created_at) < ?1)",

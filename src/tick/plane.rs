@@ -1,12 +1,14 @@
 //! The Plane pass's shell: list each project's trigger issues, read each issue's
 //! task fresh, replay the lost webhook, confirm what it changed.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
 use super::{ProjectView, Slot, Tick, Unblock};
 use crate::config::Project;
 use crate::core::outcome::{Outcome, Reason};
-use crate::core::plane::{self as plane_pass, Action, Decision, Trigger, Wanted};
+use crate::core::plane::{self as plane_pass, Action, Decision, NoopMemo, Trigger, Wanted};
 use crate::core::states::StateMap;
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::Issue;
@@ -38,6 +40,10 @@ impl Tick<'_> {
         }
         let owned: Vec<Project> = projects.iter().map(|p| (*p).clone()).collect();
         self.prefetch(&owned)?;
+        let memos = match self.store.reader() {
+            Some(s) => s.noop_memos()?,
+            None => HashMap::new(),
+        };
         // Start where the action cap stopped the last tick: its project
         // first, and in it, its issue.
         let cursor = self.cursor("plane")?;
@@ -81,7 +87,7 @@ impl Tick<'_> {
                 Ok(view) => self.plane_project(
                     project,
                     &view,
-                    cursor.as_deref(),
+                    (cursor.as_deref(), &memos),
                     &mut report,
                     &mut pass.units,
                 )?,
@@ -114,7 +120,7 @@ impl Tick<'_> {
         &mut self,
         project: &Project,
         view: &ProjectView,
-        cursor: Option<&str>,
+        (cursor, memos): (Option<&str>, &HashMap<String, NoopMemo>),
         report: &mut ProjectReport,
         units: &mut Vec<PlaneUnit>,
     ) -> anyhow::Result<()> {
@@ -155,7 +161,9 @@ impl Tick<'_> {
                     Some(Reason::Deadline),
                 )
             } else {
-                let (unit, queued) = self.plane_issue(project, states, issue, &state, trigger)?;
+                let memo = memos.get(&issue.id);
+                let (unit, queued) =
+                    self.plane_issue(project, states, (issue, memo), &state, trigger)?;
                 if let Some(id) = queued {
                     self.queued.push((id, Slot::Plane(units.len())));
                 }
@@ -177,7 +185,7 @@ impl Tick<'_> {
         &mut self,
         project: &Project,
         states: &StateMap,
-        issue: &MirrorIssue,
+        (issue, memo): (&MirrorIssue, Option<&NoopMemo>),
         state: &str,
         trigger: Trigger,
     ) -> anyhow::Result<(PlaneUnit, Option<i64>)> {
@@ -201,7 +209,10 @@ impl Tick<'_> {
         };
         let mut unit =
             PlaneUnit::new(&issue.id, trigger, Outcome::Skipped, None).with_task(task.as_ref());
-        let action = match plane_pass::decide(trigger, task.as_ref(), cfg, self.actions) {
+        let seen = NoopMemo::of(issue.updated_at.as_deref(), state, task.as_ref());
+        let remembered = memo.is_some_and(|m| m.matches(&seen));
+        let action = match plane_pass::decide(trigger, task.as_ref(), cfg, self.actions, remembered)
+        {
             Decision::Skip(r) => {
                 unit.reason = Some(r);
                 return Ok((unit, None));
@@ -249,6 +260,16 @@ impl Tick<'_> {
             }
         };
         unit.outcome = plane_pass::confirm(action, task.as_ref(), after.as_ref());
+        // Remember a no-op with the task as it is after the replay (its
+        // handler may have touched it); an effect re-arms the issue.
+        if let store::Handle::Live(s) = &mut self.store {
+            if plane_pass::is_noop(unit.outcome) {
+                let m = NoopMemo::of(issue.updated_at.as_deref(), state, after.as_ref());
+                s.set_noop_memo(&issue.id, Some(&m), self.now)?;
+            } else if memo.is_some() {
+                s.set_noop_memo(&issue.id, None, self.now)?;
+            }
+        }
         log::info!(
             "plane: issue {} {} → {}",
             issue.id,
