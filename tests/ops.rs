@@ -299,11 +299,35 @@ fn check_with_a_wrong_plane_key_names_plane_and_the_project() {
         .stdout_has("FAIL  plane")
         .stdout_has(REPO)
         .stdout_has(&pid());
-    assert!(
-        run.stdout.contains("401") || run.stdout.contains("403"),
+    // Plane says 403 for a bad key and for a hidden project: the body
+    // tells them apart, and check says which it is and what to fix, once.
+    run.stdout_has("HTTP 403: API key rejected for every project")
+        .stdout_has("api_key_file");
+    assert_eq!(
+        run.stdout.matches("invalid, inactive or expired").count(),
+        1,
         "{run}"
     );
+    assert!(!run.stdout.contains("not visible"), "{run}");
     assert!(!run.stdout.contains("wrong-key") && !run.stderr.contains("wrong-key"));
+}
+
+#[test]
+fn check_names_a_project_the_key_cannot_see() {
+    let hidden = reconcile::sim::sim_uuid(&["project", "hidden"]);
+    let stack = Test::new()
+        .append(&format!(
+            "[[projects]]\nrepo = \"acme/hidden\"\nplane_project_id = {hidden:?}\n"
+        ))
+        .start();
+    let run = stack.run(&["check"]);
+    run.code(1)
+        .stdout_has("FAIL  plane")
+        .stdout_has("project acme/hidden: HTTP 403: project not visible to this key")
+        .stdout_has("is a member of the project");
+    assert!(!run.stdout.contains("API key rejected"), "{run}");
+    // The readable project's states are still mapped.
+    run.stdout_has(&format!("project {REPO} ({})\n", pid()));
 }
 
 #[test]

@@ -171,3 +171,107 @@ fn outside_journald_logs_are_timestamped_lines() {
         "{first:?}"
     );
 }
+
+/// Tasks 1..=5 of project ET while Plane rejects the key.
+fn a_rejected_plane_key() -> Stack {
+    let mut t = Test::new();
+    for id in 1..=5 {
+        t = t.stuck(id, "testing", "In Progress");
+    }
+    let stack = t.start();
+    stack
+        .sim
+        .update(|w| w.plane_api_key = "rotated-plane-key".into());
+    stack
+}
+
+#[test]
+fn a_shared_cause_is_one_line_with_its_count_and_one_hint() {
+    let stack = a_rejected_plane_key();
+    let run = stack.run(&["all"]);
+    let shared = format!("plane: project {REPO} unreadable (HTTP 403: API key rejected)");
+    let lines = lines(&run);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| **l == format!("{shared}: 5 tasks skipped"))
+            .count(),
+        1,
+        "{run}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("gate: skipped")),
+        "no line per task:\n{run}"
+    );
+    // The Plane pass could not list the project: the same cause, no new hint.
+    assert!(
+        lines.contains(&format!("{shared}: its issues not listed").as_str()),
+        "{run}"
+    );
+    assert_eq!(
+        run.stdout.matches("invalid, inactive or expired").count(),
+        1,
+        "the fix is said once:\n{run}"
+    );
+    assert_eq!(run.stdout.matches("403").count(), 2, "{run}");
+    assert_eq!(
+        run.stderr
+            .matches(&format!("gate: project {REPO} unreadable"))
+            .count(),
+        1,
+        "logged once, not per task:\n{run}"
+    );
+    assert_eq!(stack.count(Route::OrchAdvance), 0);
+}
+
+#[test]
+fn verbose_and_json_keep_every_unit_of_a_shared_cause() {
+    let stack = a_rejected_plane_key();
+    let run = stack.run(&["gate", "-v"]);
+    for id in 1..=5 {
+        let line = format!("gate: skipped/plane_unresolved task {id} (ET-{id}) testing: ");
+        assert!(
+            lines(&run)
+                .iter()
+                .any(|l| l.starts_with(&line) && l.contains("403")),
+            "{line}…\n{run}"
+        );
+    }
+    let run = stack.run(&["gate", "-o", "json"]);
+    let units = run.gate_units();
+    assert_eq!(units.len(), 5, "{run}");
+    for u in units {
+        assert_eq!(u["reason"], "plane_unresolved");
+        assert!(u["detail"].as_str().unwrap().contains("403"), "{u}");
+    }
+}
+
+#[test]
+fn a_project_the_key_cannot_see_is_told_apart_from_a_bad_key() {
+    // The key is good for ET; a second configured project does not exist
+    // for it, which Plane also answers with 403 (another body).
+    let hidden = reconcile::sim::sim_uuid(&["project", "hidden"]);
+    let task = |id: i64| SimTask {
+        plane_issue_id: Some(reconcile::sim::sim_uuid(&[
+            "issue",
+            "hidden",
+            &id.to_string(),
+        ])),
+        ..SimTask::new(id, "testing").repo("acme/hidden").green()
+    };
+    let stack = Test::new()
+        .stuck(1, "testing", "In Progress")
+        .task(task(20))
+        .task(task(21))
+        .append(&format!(
+            "[[projects]]\nrepo = \"acme/hidden\"\nplane_project_id = {hidden:?}\n"
+        ))
+        .start();
+    let run = stack.run(&["gate"]);
+    run.code(1).stdout_has(
+        "plane: project acme/hidden unreadable (HTTP 403: project not visible to this key): 2 tasks skipped",
+    );
+    run.stdout_has("is a member of the project");
+    assert!(!run.stdout.contains("API key rejected"), "{run}");
+    assert_eq!(stack.stage(1), "review", "the readable project goes on");
+}

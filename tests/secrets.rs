@@ -160,8 +160,9 @@ fn private_files_draw_no_permission_warning() {
 }
 
 #[test]
-fn a_plane_key_rejected_with_401_prints_the_error_but_no_secret() {
+fn a_plane_key_rejected_with_403_prints_the_error_but_no_secret() {
     // `Stack::run` asserts on every run that no secret is in the output.
+    // Plane answers a wrong key with 403, not 401 (docs/plane.md).
     let stack = Test::new().stuck(7, "testing", "In Progress").start();
     stack
         .sim
@@ -170,10 +171,10 @@ fn a_plane_key_rejected_with_401_prints_the_error_but_no_secret() {
     run.code(1);
     assert_eq!(run.gate_outcome(7), "skipped/plane_unresolved");
     let detail = run.gate_unit(7)["detail"].as_str().unwrap().to_string();
-    assert!(detail.contains("401"), "{run}");
+    assert!(detail.contains("403"), "{run}");
     assert!(detail.contains(&stack.sim.plane_url()), "{run}");
     let run = stack.run(&["gate", "-v"]);
-    run.code(1).stdout_has("401").stderr_has("401");
+    run.code(1).stdout_has("403").stderr_has("403");
     assert_eq!(stack.count(Route::OrchAdvance), 0);
 }
 

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::core::states::{KEYS, Source, StateMap, merge_state_names};
 use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::{Orchestrator, Task};
-use crate::peers::plane::Plane;
+use crate::peers::plane::{Plane, PlaneFailure, Refusal};
 use crate::peers::telegram::Telegram;
 use crate::store::{self, SidecarReader};
 
@@ -241,7 +241,12 @@ fn online(cfg: &Config, report: &mut CheckReport) {
                     }
                 }
                 Err(e) => {
-                    failures.push(format!("project {} ({}): {e}", p.repo, p.plane_project_id));
+                    let refusal = match &e {
+                        PlaneFailure::Failed(pe) => Refusal::of(pe),
+                        _ => None,
+                    };
+                    let what = refusal.map_or_else(|| e.to_string(), |r| r.label().to_string());
+                    failures.push((format!("project {}: {what}", p.repo), refusal));
                     pc.error = Some(e.to_string());
                 }
             }
@@ -258,7 +263,7 @@ fn online(cfg: &Config, report: &mut CheckReport) {
         Probe {
             name: "plane",
             ok: false,
-            detail: failures.join("; "),
+            detail: plane_failures(&failures, probed),
         }
     });
 
@@ -289,6 +294,27 @@ fn online(cfg: &Config, report: &mut CheckReport) {
     if let Some(tasks) = tasks {
         report.unresolvable = unresolvable(cfg, &tasks);
     }
+}
+
+/// The Plane probe's failures, each likely cause and its fix said once:
+/// a key Plane rejects fails every project alike, so it is one line.
+fn plane_failures(failures: &[(String, Option<Refusal>)], probed: usize) -> String {
+    let key_level = |r: &Option<Refusal>| matches!(r, Some(Refusal::NoKey | Refusal::KeyRejected));
+    if let Some((_, Some(r))) = failures.first()
+        && failures.len() == probed
+        && failures.iter().all(|(_, x)| key_level(x) && x == &Some(*r))
+    {
+        return format!("{} for every project; {}", r.label(), r.hint());
+    }
+    let mut parts: Vec<String> = failures.iter().map(|(f, _)| f.clone()).collect();
+    let mut hints: Vec<&str> = Vec::new();
+    for r in failures.iter().filter_map(|(_, r)| *r) {
+        if !hints.contains(&r.hint()) {
+            hints.push(r.hint());
+        }
+    }
+    parts.extend(hints.into_iter().map(str::to_string));
+    parts.join("; ")
 }
 
 /// Tasks the gate pass can never place in Plane: their repo is not in

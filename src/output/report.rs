@@ -1,6 +1,6 @@
 //! The report of one tick (docs/report.md): JSON for machines, text for people.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -12,7 +12,7 @@ use crate::config::Reconcile;
 use crate::core::timestamp;
 use crate::store::Snapshot;
 use crate::tick::outcome::{
-    CycleReport, GatePass, Notifications, PlanePass, Requests, TickOutcome, count_key,
+    CycleReport, GatePass, Notifications, PlanePass, Requests, SharedCause, TickOutcome, count_key,
 };
 
 /// The status snapshot (`reconcile status`) as of the end of the tick.
@@ -87,7 +87,37 @@ impl Report {
     pub fn text(&self, verbose: bool, quiet: bool) -> String {
         let mut out = String::new();
         let dry = if self.dry_run { " (dry-run)" } else { "" };
+        // A cause many units share (a project's failed Plane read) is one
+        // line with their count, and its hint is printed once; -v lists
+        // every unit instead.
+        let mut shared: Vec<(&SharedCause, usize)> = Vec::new();
+        if !verbose {
+            for c in self.gate.units.iter().filter_map(|u| u.shared.as_ref()) {
+                match shared.iter_mut().find(|(s, _)| *s == c) {
+                    Some((_, n)) => *n += 1,
+                    None => shared.push((c, 1)),
+                }
+            }
+        }
+        let mut hints: BTreeSet<String> = BTreeSet::new();
+        let mut hint = |out: &mut String, c: &SharedCause| {
+            if let Some(h) = c.hint.as_deref()
+                && hints.insert(h.to_string())
+            {
+                let _ = writeln!(out, "  {h}");
+            }
+        };
+        let mut grouped: BTreeSet<&str> = BTreeSet::new();
         for u in &self.gate.units {
+            if let Some(c) = u.shared.as_ref().filter(|_| !verbose) {
+                if grouped.insert(&c.summary) {
+                    let n = shared.iter().find(|(s, _)| *s == c).map_or(1, |(_, n)| *n);
+                    let tasks = if n == 1 { "task" } else { "tasks" };
+                    let _ = writeln!(out, "plane: {}: {n} {tasks} skipped", c.summary);
+                    hint(&mut out, c);
+                }
+                continue;
+            }
             if !verbose && !shown(u.outcome, u.failed) {
                 continue;
             }
@@ -142,12 +172,19 @@ impl Report {
             out.push('\n');
         }
         for p in &self.plane.projects {
-            if let Some(e) = &p.error {
-                let _ = writeln!(
-                    out,
-                    "plane: project {} ({}) failed: {e}",
-                    p.repo, p.plane_project_id
-                );
+            match (&p.error, &p.shared) {
+                (Some(_), Some(c)) if !verbose => {
+                    let _ = writeln!(out, "plane: {}: its issues not listed", c.summary);
+                    hint(&mut out, c);
+                }
+                (Some(e), _) => {
+                    let _ = writeln!(
+                        out,
+                        "plane: project {} ({}) failed: {e}",
+                        p.repo, p.plane_project_id
+                    );
+                }
+                (None, _) => {}
             }
         }
         for c in &self.cycles {

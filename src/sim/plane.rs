@@ -33,11 +33,22 @@ fn take_budget(w: &mut World) -> Result<i64, u64> {
 }
 
 pub(super) fn plane(w: &mut World, t: &Target, req: &Request) -> Reply {
-    if req.header("x-api-key") != Some(w.plane_api_key.as_str()) {
-        return Reply::json(
-            401,
-            &json!({"detail": "Authentication credentials were not provided."}),
-        );
+    // Plane answers 401 only when no key is sent; a wrong key is 403, and
+    // neither carries rate headers nor costs budget (docs/plane.md).
+    match req.header("x-api-key") {
+        None => {
+            return Reply::json(
+                401,
+                &json!({"detail": "Authentication credentials were not provided."}),
+            );
+        }
+        Some(k) if k != w.plane_api_key => {
+            return Reply::json(403, &json!({"detail": "Given API token is not valid"}));
+        }
+        Some(_) => {}
+    }
+    if let Some(forbidden) = forbidden(w, t) {
+        return forbidden;
     }
     let remaining = match take_budget(w) {
         Ok(r) => r,
@@ -52,6 +63,30 @@ pub(super) fn plane(w: &mut World, t: &Target, req: &Request) -> Reply {
         .with_header("X-RateLimit-Reset", reset)
 }
 
+/// An unknown workspace, an unknown project or one the key's user is not a
+/// member of: Plane's permission check answers 403 before the view, with no
+/// rate headers. A project id that is not a UUID is a 404 of the router.
+fn forbidden(w: &World, t: &Target) -> Option<Reply> {
+    let (ws, project) = match t {
+        Target::States { ws, project }
+        | Target::Items { ws, project }
+        | Target::Item { ws, project, .. }
+        | Target::Patch { ws, project, .. } => (ws, project),
+        _ => return None,
+    };
+    let uuid_like = project.len() == 36 && project.chars().filter(|c| *c == '-').count() == 4;
+    if !uuid_like {
+        return Some(Reply::json(404, &json!({"error": "Page not found."})));
+    }
+    if *ws != w.plane_workspace || !w.projects.iter().any(|p| p.id == *project) {
+        return Some(Reply::json(
+            403,
+            &json!({"detail": "You do not have permission to perform this action."}),
+        ));
+    }
+    None
+}
+
 fn route(w: &mut World, t: &Target, req: &Request) -> Reply {
     let (ws, project) = match t {
         Target::States { ws, project }
@@ -60,12 +95,10 @@ fn route(w: &mut World, t: &Target, req: &Request) -> Reply {
         | Target::Patch { ws, project, .. } => (ws, project),
         _ => return Reply::json(404, &json!({"error": "Page not found."})),
     };
-    if *ws != w.plane_workspace {
-        return Reply::json(404, &json!({"error": "Workspace not found"}));
-    }
     let Some(pi) = w.projects.iter().position(|p| p.id == *project) else {
-        return Reply::json(404, &json!({"error": "Project not found"}));
+        return Reply::json(404, &json!({"error": "Page not found."}));
     };
+    debug_assert_eq!(*ws, w.plane_workspace, "forbidden() answered first");
     let expand_state = req
         .query_param("expand")
         .is_some_and(|e| e.split(',').any(|x| x.trim() == "state"));

@@ -395,13 +395,31 @@ fn wrong_credentials_are_401_per_peer() {
         get(&o, &[("Authorization", "Bearer nope")]).unwrap().status,
         401
     );
+    // Plane: no key is 401, a wrong key 403 (as the real server answers).
+    let r = get(&format!("{}/states/", plane_base(&sim)), &[]).unwrap();
+    assert_eq!(r.status, 401);
     let r = get(
         &format!("{}/states/", plane_base(&sim)),
         &[("X-API-Key", "x")],
     )
     .unwrap();
-    assert_eq!(r.status, 401);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json(), json!({"detail": "Given API token is not valid"}));
     assert!(r.header("x-ratelimit-remaining").is_none());
+    // A project the key cannot see (unknown, or another workspace's) is 403
+    // too, with its own body; a project id that is not a UUID is a 404.
+    let other = sim_uuid(&["project", "not-a-member"]);
+    let base = plane_base(&sim);
+    let (prefix, _) = base.rsplit_once("/projects/").unwrap();
+    let r = get(&format!("{prefix}/projects/{other}/states/"), &[PLANE]).unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json(),
+        json!({"detail": "You do not have permission to perform this action."})
+    );
+    assert!(r.header("x-ratelimit-remaining").is_none());
+    let r = get(&format!("{prefix}/projects/nope/states/"), &[PLANE]).unwrap();
+    assert_eq!(r.status, 404);
     let r = get(&format!("{}/botWRONG/getMe", sim.telegram_url()), &[]).unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(

@@ -483,10 +483,10 @@ fn fits(
     limited: bool,
 ) -> Result<(), Blind> {
     if limited {
-        return Err(Blind {
-            cause: crate::core::gate::Unresolved::RateLimited,
-            message: "not read: Plane answered 429 earlier in this tick".into(),
-        });
+        return Err(Blind::new(
+            crate::core::gate::Unresolved::RateLimited,
+            "not read: Plane answered 429 earlier in this tick".into(),
+        ));
     }
     let Some(remaining) = remaining else {
         return Ok(());
@@ -502,10 +502,7 @@ fn fits(
             "not read: its reads (~{cost} requests) do not fit in the {left} left above the reserve"
         )
     };
-    Err(Blind {
-        cause: crate::core::gate::Unresolved::Reserve,
-        message,
-    })
+    Err(Blind::new(crate::core::gate::Unresolved::Reserve, message))
 }
 
 #[cfg(test)]

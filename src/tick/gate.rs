@@ -8,7 +8,7 @@ use crate::core::outcome::{Outcome, Reason, Verdict};
 use crate::peers::orchestrator::{Advance, BadTask, Task};
 use crate::store;
 use crate::tick::Command;
-use crate::tick::outcome::{CycleReport, GatePass, GateUnit};
+use crate::tick::outcome::{CycleReport, GatePass, GateUnit, SharedCause};
 
 impl Tick<'_> {
     /// The gate pass over the orchestrator's task list.
@@ -60,6 +60,7 @@ impl Tick<'_> {
         } else {
             None
         };
+        let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
         for item in order {
             if !self.cut_by_deadline && self.past_deadline() {
                 log::warn!("deadline reached; the remaining tasks are deferred");
@@ -76,6 +77,7 @@ impl Tick<'_> {
                     stage_after: None,
                     notification: None,
                     failed: true,
+                    shared: None,
                 },
                 Ok(task) if self.cut_by_deadline => {
                     let mut u = unit_for(task, Outcome::Deferred);
@@ -92,13 +94,21 @@ impl Tick<'_> {
                 }
             };
             if unit.failed {
-                log::error!(
-                    "gate: task {} failed: {}",
-                    unit.task_id
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    unit.detail.as_deref().unwrap_or("")
-                );
+                let id = unit
+                    .task_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "?".into());
+                let detail = unit.detail.as_deref().unwrap_or("");
+                match &unit.shared {
+                    // A project's failed read: said once, not once per task.
+                    Some(c) => {
+                        if logged.insert(c.summary.clone()) {
+                            log::error!("gate: {}: {detail}", c.summary);
+                        }
+                        log::debug!("gate: task {id} failed: {detail}");
+                    }
+                    None => log::error!("gate: task {id} failed: {detail}"),
+                }
             }
             pass.units.push(unit);
         }
@@ -148,6 +158,7 @@ impl Tick<'_> {
         let project_enabled = project.is_none_or(|p| p.enabled);
         let mut resolved: Option<PlaneView> = None;
         let mut blind_message: Option<String> = None;
+        let mut blind_shared: Option<SharedCause> = None;
         let verdict = gate::decide(
             task,
             cfg,
@@ -156,8 +167,9 @@ impl Tick<'_> {
             self.actions,
             deps,
             || {
-                let (view, message) = self.resolve_plane(task);
+                let (view, message, shared) = self.resolve_plane(task);
                 blind_message = message;
+                blind_shared = shared;
                 resolved = Some(view.clone());
                 view
             },
@@ -177,6 +189,7 @@ impl Tick<'_> {
                     );
                     u.failed = read_failed;
                     u.detail = blind_message;
+                    u.shared = blind_shared.filter(|_| read_failed);
                 }
                 Ok((u, None))
             }
@@ -255,21 +268,27 @@ impl Tick<'_> {
 
     /// Row 7: the task's project, its states and its issue's state. Never
     /// fails: what cannot be resolved says why.
-    fn resolve_plane(&mut self, task: &Task) -> (PlaneView, Option<String>) {
+    /// The task's Plane view; when unresolved, why (and the cause it shares
+    /// with the project's other tasks when the project's read failed).
+    fn resolve_plane(&mut self, task: &Task) -> (PlaneView, Option<String>, Option<SharedCause>) {
         let config = self.cfg;
         let Some(project) = config.project_by_repo(&task.repo) else {
             let m = format!("repo {:?} is not in [[projects]]", task.repo);
-            return (PlaneView::Unresolved(Unresolved::NotAsked), Some(m));
+            return (PlaneView::Unresolved(Unresolved::NotAsked), Some(m), None);
         };
         let Some(issue_id) = task.issue_id() else {
             return (
                 PlaneView::Unresolved(Unresolved::NotAsked),
                 Some("task has no plane_issue_id".into()),
+                None,
             );
         };
         let view = match self.project_view(project) {
             Ok(v) => v,
-            Err(b) => return (PlaneView::Unresolved(b.cause), Some(b.message)),
+            Err(b) => {
+                let shared = b.shared(&project.repo);
+                return (PlaneView::Unresolved(b.cause), Some(b.message), shared);
+            }
         };
         match view.issue(issue_id).map(|i| i.state.clone()) {
             Some(Some(state)) => (
@@ -278,10 +297,12 @@ impl Tick<'_> {
                     state,
                 },
                 None,
+                None,
             ),
             Some(None) => (
                 PlaneView::Unresolved(Unresolved::ReadFailed),
                 Some(format!("plane issue {issue_id} has no state")),
+                None,
             ),
             // Deleted or moved in Plane: nothing to ask, not a failed read.
             None => (
@@ -290,6 +311,7 @@ impl Tick<'_> {
                     "plane issue {issue_id} is not listed in project {}",
                     project.plane_project_id
                 )),
+                None,
             ),
         }
     }
@@ -322,6 +344,7 @@ fn unit_for(task: &Task, outcome: Outcome) -> GateUnit {
         stage_after: None,
         notification: None,
         failed: false,
+        shared: None,
     }
 }
 

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::core::gate::Unresolved;
-use crate::peers::http::{Client, Peer};
+use crate::peers::http::{Client, ErrorKind, Peer};
 use crate::peers::orchestrator::Orchestrator;
-use crate::peers::plane::{Plane, PlaneFailure};
+use crate::peers::plane::{Plane, PlaneFailure, Refusal};
 use crate::peers::telegram::Telegram;
 use crate::store::{self, Handle as Store, Sidecar, SidecarReader, TickLock};
 
@@ -24,7 +24,9 @@ pub mod notify;
 pub mod outcome;
 mod plane;
 
-use outcome::{GatePass, Notification, Notifications, PlanePass, Requests, TickOutcome};
+use outcome::{
+    GatePass, Notification, Notifications, PlanePass, Requests, SharedCause, TickOutcome,
+};
 
 use fetch::ProjectView;
 
@@ -57,26 +59,61 @@ pub struct Options {
 struct Blind {
     cause: Unresolved,
     message: String,
+    /// A failed read's cause in a few words ("HTTP 502").
+    short: Option<String>,
+    /// Why Plane refused the read, when it did.
+    refusal: Option<Refusal>,
 }
 
 impl From<PlaneFailure> for Blind {
     fn from(f: PlaneFailure) -> Blind {
         let message = f.to_string();
-        let cause = match f {
-            PlaneFailure::Reserve => Unresolved::Reserve,
-            PlaneFailure::RateLimited(_) => Unresolved::RateLimited,
-            PlaneFailure::Failed(_) => Unresolved::ReadFailed,
-        };
-        Blind { cause, message }
+        match f {
+            PlaneFailure::Reserve => Blind::new(Unresolved::Reserve, message),
+            PlaneFailure::RateLimited(_) => Blind::new(Unresolved::RateLimited, message),
+            PlaneFailure::Failed(e) => {
+                let refusal = Refusal::of(&e);
+                let short = match (&refusal, &e.kind) {
+                    (Some(r), _) => r.label().to_string(),
+                    (None, ErrorKind::Status { code, .. }) => format!("HTTP {code}"),
+                    (None, ErrorKind::Transport(m)) => m.clone(),
+                    (None, ErrorKind::TooLarge) => "answer too large".into(),
+                    (None, ErrorKind::Body(_)) => "unreadable answer".into(),
+                };
+                Blind {
+                    short: Some(short),
+                    refusal,
+                    ..Blind::new(Unresolved::ReadFailed, message)
+                }
+            }
+        }
     }
 }
 
 impl Blind {
-    fn not_reached() -> Blind {
+    fn new(cause: Unresolved, message: String) -> Blind {
         Blind {
-            cause: Unresolved::Deadline,
-            message: "not read: the deadline passed".into(),
+            cause,
+            message,
+            short: None,
+            refusal: None,
         }
+    }
+
+    fn not_reached() -> Blind {
+        Blind::new(Unresolved::Deadline, "not read: the deadline passed".into())
+    }
+
+    /// What every unit this failed read of `repo` leaves blind shares: the
+    /// text report names it once with their count (docs/report.md).
+    fn shared(&self, repo: &str) -> Option<SharedCause> {
+        (self.cause == Unresolved::ReadFailed).then(|| SharedCause {
+            summary: format!(
+                "project {repo} unreadable ({})",
+                self.short.as_deref().unwrap_or("read failed")
+            ),
+            hint: self.refusal.map(|r| r.hint().to_string()),
+        })
     }
 }
 

@@ -51,6 +51,18 @@ pub struct GateUnit {
     /// Counts against the exit code (an error, or a blind Plane skip).
     #[serde(skip)]
     pub failed: bool,
+    /// The cause this unit shares with others (a project's failed Plane
+    /// read): the text report prints it once with the count.
+    #[serde(skip)]
+    pub shared: Option<SharedCause>,
+}
+
+/// A cause many units can share, and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCause {
+    /// "project acme/shop unreadable (HTTP 403: API key rejected)".
+    pub summary: String,
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +133,9 @@ pub struct ProjectReport {
     pub plane_project_id: String,
     pub repo: String,
     pub error: Option<String>,
+    /// The error's cause in a few words and what to fix, for the text report.
+    #[serde(skip)]
+    pub shared: Option<SharedCause>,
     /// Not reached: the deadline, the rate reserve or a Plane 429.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred: Option<Reason>,
@@ -430,6 +445,7 @@ mod tests {
             stage_after: None,
             notification: None,
             failed,
+            shared: None,
         }
     }
 
@@ -452,6 +468,7 @@ mod tests {
             plane_project_id: "p".into(),
             repo: "acme/shop".into(),
             error: error.map(str::to_string),
+            shared: None,
             deferred: None,
             issues_listed: 0,
             requests: 1,

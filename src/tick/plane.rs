@@ -67,6 +67,7 @@ impl Tick<'_> {
                     plane_project_id: project.plane_project_id.clone(),
                     repo: project.repo.clone(),
                     error: None,
+                    shared: None,
                     deferred: Some(Reason::Deadline),
                     issues_listed: 0,
                     requests: 0,
@@ -78,6 +79,7 @@ impl Tick<'_> {
                 plane_project_id: project.plane_project_id.clone(),
                 repo: project.repo.clone(),
                 error: None,
+                shared: None,
                 deferred: None,
                 issues_listed: 0,
                 requests: 0,
@@ -97,7 +99,11 @@ impl Tick<'_> {
                     } else {
                         unreachable += 1;
                         log::error!("plane: project {} failed: {}", project.repo, b.message);
-                        report.error = Some(b.message);
+                        report.shared = b.shared(&project.repo);
+                        report.error = Some(match b.refusal {
+                            Some(r) => format!("{} ({}; {})", b.message, r.label(), r.hint()),
+                            None => b.message,
+                        });
                     }
                 }
             }
