@@ -7,6 +7,7 @@ mod file;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod toml_error;
 mod types;
 
 use std::path::Path;
@@ -45,8 +46,7 @@ pub fn load_with_env(
     if let Some(w) = secrets::permission_warning(&text.mode, &format!("config file {at}")) {
         warnings.push(w);
     }
-    let raw: file::RawFile =
-        toml::from_str(&text.content).map_err(|e| file_err(file::toml_error(&text.content, &e)))?;
+    let raw = toml_error::parse(&text.content).map_err(file_err)?;
     let (mut config, files) = file::build(raw, env).map_err(file_err)?;
     env::apply_env(&mut config.reconcile, env, &mut warnings)?;
     file::check_delivery_reserve(&config).map_err(file_err)?;

@@ -1043,3 +1043,45 @@ fn special_files_are_refused_without_being_opened() {
         .0;
     assert!(e.contains("/dev/null") && e.contains("device"), "{e}");
 }
+
+#[test]
+fn toml_errors_name_the_key_path_and_the_line() {
+    let f = Fixture::new();
+    let projects = "[[projects]]\nrepo = \"a\"\nplane_project_id = \"p\"\n[[projects]]\nrepo = \"b\"\nplane_project_id = \"q\"\n";
+    let e = f.err(&with(&format!("{projects}colour = \"red\"\n")));
+    assert!(
+        e.contains("unknown key `colour` in [[projects]] #2 (expected"),
+        "{e}"
+    );
+    assert!(e.contains("line 15, column 1"), "{e}");
+    let e = f.err(&with(&format!(
+        "{projects}state_names = {{ blocked = \"On Hold\" }}\n"
+    )));
+    assert!(
+        e.contains("[[projects]] #2 state_names blocked: expected an array, found string"),
+        "{e}"
+    );
+    let e = f.err(&with("[reconcile]\n\nenabled = \"s3cr3t-value\"\n"));
+    assert!(
+        e.contains("[reconcile] enabled: expected a boolean, found string (line 11, column 11)"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cr3t"), "{e}");
+    let e = f.err(&with("[reconcile.grace_overrides]\nreview = 1.5\n"));
+    assert!(
+        e.contains("[reconcile.grace_overrides] review: expected an integer, found float"),
+        "{e}"
+    );
+    let e = f.err(&with("[reconcile]\nmax_actions = -3\n"));
+    assert!(
+        e.contains("[reconcile] max_actions: expected a non-negative integer, found -3"),
+        "{e}"
+    );
+    let e = f.err(&format!("reconcile = 5\n{MINIMAL}"));
+    assert!(
+        e.contains("reconcile: expected a table, found integer"),
+        "{e}"
+    );
+    let e = f.err("[orchestrator]\nurl = \"http://o\"\nurl = \"http://p\"\n");
+    assert!(e.contains("duplicate key `url` (line 3, column 1)"), "{e}");
+}
