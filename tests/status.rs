@@ -151,3 +151,23 @@ fn status_on_a_missing_sidecar_prints_zeros_and_creates_nothing() {
         "status created a file"
     );
 }
+
+#[test]
+fn status_without_config_reads_the_switches_as_a_tick_does() {
+    let stack = Test::new().start();
+    let state = stack.state_path();
+    let run = stack.run_bare(
+        &["--state", state.to_str().unwrap(), "-o", "json", "status"],
+        &[
+            NO_CONFIG,
+            ("ORCH_RECONCILE_INTERVAL_S", "60.5"),
+            ("ORCH_RECONCILE_ENABLED", "off"),
+        ],
+    );
+    run.code(0);
+    let status = run.json();
+    // A tick rounds a fractional interval up; status agrees.
+    assert_eq!(status["interval"], 61, "{run}");
+    assert_eq!(status["enabled"], false, "{run}");
+    assert_eq!(status["plane_enabled"], Value::Null, "{run}");
+}

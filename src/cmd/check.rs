@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Format};
-use crate::cmd;
+use super::Context;
+use crate::cli::Format;
 use crate::config::Config;
 use crate::core::states::{KEYS, Source, StateMap, merge_state_names};
 use crate::peers::http::{Client, Peer};
@@ -76,10 +76,10 @@ pub struct CheckReport {
     pub unresolvable: Vec<Unresolvable>,
 }
 
-pub fn run(cli: &Cli, offline: bool) -> anyhow::Result<ExitCode> {
-    let cfg = cmd::load_config_unlogged(cli, !offline)?;
-    let report = check(&cfg, &cmd::config_path(cli), offline);
-    match cli.output {
+pub fn run(ctx: &Context, offline: bool) -> anyhow::Result<ExitCode> {
+    let cfg = ctx.config_unlogged(!offline)?;
+    let report = check(&cfg, &ctx.config_path, offline);
+    match ctx.format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use time::OffsetDateTime;
 
-use crate::cli::{Cli, Format};
-use crate::cmd;
+use super::Context;
+use crate::cli::Format;
 use crate::store::{HistoryRow, SidecarReader, TickRow};
 
-pub fn run(cli: &Cli, limit: usize, since: Option<Duration>) -> anyhow::Result<ExitCode> {
-    let cfg = cmd::optional_config(cli, "history");
-    let path = cmd::state_path(cli, cfg.as_ref());
+pub fn run(ctx: &Context, limit: usize, since: Option<Duration>) -> anyhow::Result<ExitCode> {
+    let cfg = ctx.optional_config("history");
+    let path = ctx.state_path(cfg.as_ref());
     let since = match since {
         Some(d) => {
             let d = time::Duration::try_from(d).context("--since: out of range")?;
@@ -30,7 +30,7 @@ pub fn run(cli: &Cli, limit: usize, since: Option<Duration>) -> anyhow::Result<E
         Some(s) => s.history(limit, since)?,
         None => (Vec::new(), Vec::new()),
     };
-    match cli.output {
+    match ctx.format {
         Format::Json => {
             let value = serde_json::json!({
                 "state_path": path.display().to_string(),

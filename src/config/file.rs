@@ -229,7 +229,7 @@ fn check_state_names(
 
 /// `$STATE_DIRECTORY/state.sqlite` (first entry) under systemd, else
 /// /var/lib/reconcile/state.sqlite.
-fn default_state_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+pub(super) fn default_state_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     env("STATE_DIRECTORY")
         .and_then(|dirs| {
             dirs.split(':')

@@ -19,6 +19,21 @@ pub use types::*;
 /// one (the CLI reads both, through clap).
 pub const DEFAULT_PATH: &str = "/etc/reconcile/reconcile.toml";
 
+/// The sidecar's default path: `$STATE_DIRECTORY/state.sqlite` under
+/// systemd, else /var/lib/reconcile/state.sqlite.
+pub fn default_state_path() -> std::path::PathBuf {
+    file::default_state_path(&|name| std::env::var(name).ok())
+}
+
+/// The `[reconcile]` switches as a tick would see them with no config file:
+/// the defaults with the environment overrides applied (`status` without a
+/// config reads them this way, so it agrees with a tick).
+pub fn reconcile_from_env() -> Result<Reconcile, ConfigError> {
+    let mut r = Reconcile::default();
+    env::apply_env(&mut r, &|name| std::env::var(name).ok(), &mut Vec::new())?;
+    Ok(r)
+}
+
 /// Reads and validates the configuration at `path`, applying the process
 /// environment (env overrides, `$CREDENTIALS_DIRECTORY`, secret env vars).
 /// `read_secrets = false` (`check --offline`, `status`) reads no secret at
