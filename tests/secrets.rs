@@ -308,3 +308,22 @@ fn a_bad_secret_in_the_environment_is_refused_naming_the_variable() {
         .stderr_one_line(&["RECONCILE_ORCHESTRATOR_TOKEN", "control character"]);
     assert!(stack.sim.requests().is_empty());
 }
+
+#[test]
+fn a_password_in_a_peer_url_is_never_printed() {
+    // Port 1 on loopback: nothing listens, so the error names the URL.
+    let mut stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .set(
+            "orchestrator",
+            "url",
+            "\"http://admin:hunter2-pw@127.0.0.1:1\"",
+        )
+        .start();
+    stack.add_secret("hunter2-pw");
+    let run = stack.run(&["gate", "-v"]);
+    run.code(69).stderr_has("127.0.0.1:1");
+    let run = stack.run(&["check", "-o", "json"]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("127.0.0.1:1"), "{run}");
+}

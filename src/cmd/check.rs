@@ -139,17 +139,7 @@ pub fn check(cfg: &Config, config_path: &Path, offline: bool) -> CheckReport {
 }
 
 fn online(cfg: &Config, report: &mut CheckReport) {
-    let secrets: Vec<String> = [
-        cfg.orchestrator.token.as_ref(),
-        cfg.orchestrator.webhook_secret.as_ref(),
-        cfg.plane.api_key.as_ref(),
-        cfg.telegram.as_ref().and_then(|t| t.bot_token.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|s| s.expose().to_string())
-    .filter(|s| !s.is_empty())
-    .collect();
+    let secrets = cfg.secrets();
 
     // Orchestrator: the task list (the token is accepted when it answers).
     let orchestrator = Orchestrator::new(

@@ -1085,3 +1085,40 @@ fn toml_errors_name_the_key_path_and_the_line() {
     let e = f.err("[orchestrator]\nurl = \"http://o\"\nurl = \"http://p\"\n");
     assert!(e.contains("duplicate key `url` (line 3, column 1)"), "{e}");
 }
+
+#[test]
+fn secrets_include_url_userinfo_longest_first() {
+    let f = Fixture::new()
+        .set("RECONCILE_ORCHESTRATOR_TOKEN", "orch-token")
+        .set("RECONCILE_PLANE_API_KEY", "k")
+        .set("RECONCILE_TELEGRAM_BOT_TOKEN", "1:bot");
+    let c = f
+        .load(
+            "[orchestrator]\nurl = \"http://admin:pa%40ss@127.0.0.1:8000/x@y\"\n[plane]\nurl = \"https://svc@plane.example.com\"\nworkspace = \"w\"\n[telegram]\nchat_id = 1\napi_url = \"http://bot:hunter2@127.0.0.1:9\"\n",
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        c.secrets(),
+        vec![
+            "admin:pa%40ss",
+            "bot:hunter2",
+            "orch-token",
+            "hunter2",
+            "pa%40ss",
+            "1:bot",
+            "svc",
+            "k",
+        ]
+    );
+    // Without secrets read: only the URLs' userinfo.
+    let c = f
+        .load(
+            "[orchestrator]\nurl = \"http://o\"\n[plane]\nurl = \"http://p\"\nworkspace = \"w\"\n",
+            false,
+        )
+        .unwrap();
+    assert!(c.secrets().is_empty());
+    assert_eq!(url_userinfo("http://h/a@b"), None);
+    assert_eq!(url_userinfo("http://u:p@h?q=a@b"), Some("u:p"));
+}

@@ -164,6 +164,43 @@ impl Config {
         Duration::from_secs(reserve.min(self.reconcile.deadline_s / 2))
     }
 
+    /// Every string that must never be printed: the secrets read (none
+    /// when secrets were not read) and the `user:password` of any peer URL,
+    /// with its password alone as well. For redaction; longest first, so
+    /// that a redactor replacing them in order never leaves a tail of a
+    /// longer one.
+    pub fn secrets(&self) -> Vec<String> {
+        let telegram = self.telegram.as_ref();
+        let mut out: Vec<String> = [
+            self.orchestrator.token.as_ref(),
+            self.orchestrator.webhook_secret.as_ref(),
+            self.plane.api_key.as_ref(),
+            telegram.and_then(|t| t.bot_token.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().to_string())
+        .collect();
+        let urls = [
+            Some(self.orchestrator.url.as_str()),
+            Some(self.plane.url.as_str()),
+            telegram.map(|t| t.api_url.as_str()),
+            telegram.and_then(|t| t.link_template.as_deref()),
+        ];
+        for url in urls.into_iter().flatten() {
+            if let Some(userinfo) = url_userinfo(url) {
+                out.push(userinfo.to_string());
+                if let Some((_, password)) = userinfo.split_once(':') {
+                    out.push(password.to_string());
+                }
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        out.dedup();
+        out
+    }
+
     pub fn project_by_repo(&self, repo: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.repo == repo)
     }
@@ -197,6 +234,14 @@ pub const DEFAULT_DELIVERY_RESERVE_S: u64 = 10;
 pub const DEFAULT_MAX_PAGES: u64 = 100;
 /// The env variable of the grace overrides (the original Python reconciler's name).
 pub const GRACE_OVERRIDES_ENV: &str = "ORCH_RECONCILE_GRACE_OVERRIDES_JSON";
+
+/// The `user:password` (or `user`) before the host of an `http(s)://`
+/// URL, if any.
+pub fn url_userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+}
 
 /// The sane range of every duration and count (docs/configuration.md,
 /// "Validation"): a value outside is EX_CONFIG naming the key, so no later

@@ -252,16 +252,7 @@ fn open_store(cfg: &Config, opts: &Options) -> anyhow::Result<(Option<TickLock>,
 }
 
 fn secrets(cfg: &Config) -> Vec<String> {
-    [
-        cfg.orchestrator.token.as_ref(),
-        cfg.orchestrator.webhook_secret.as_ref(),
-        cfg.plane.api_key.as_ref(),
-        cfg.telegram.as_ref().and_then(|t| t.bot_token.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|s| s.expose().to_string())
-    .collect()
+    cfg.secrets()
 }
 
 impl<'a> Tick<'a> {
