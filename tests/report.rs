@@ -275,3 +275,29 @@ fn a_project_the_key_cannot_see_is_told_apart_from_a_bad_key() {
     assert!(!run.stdout.contains("API key rejected"), "{run}");
     assert_eq!(stack.stage(1), "review", "the readable project goes on");
 }
+
+#[test]
+fn an_orchestrator_outage_in_the_plane_pass_is_one_line_with_its_count() {
+    let stack = Test::new()
+        .issue_with_task(1, "Approved", "review")
+        .issue_with_task(2, "Approved", "review")
+        .issue_with_task(3, "Approved", "review")
+        .scenario(|s| s.set_always_fault(Route::OrchTaskByIssue, Some(Fault::status(500))))
+        .start();
+    let run = stack.run(&["plane"]);
+    run.code(1)
+        .stdout_has("plane: orchestrator task lookup failed (HTTP 500): 3 issues failed\n");
+    assert!(!run.stdout.contains("plane: error issue"), "{run}");
+    assert_eq!(
+        run.stderr
+            .matches("orchestrator task lookup failed")
+            .count(),
+        1,
+        "{run}"
+    );
+    // -v lists each issue, JSON keeps each.
+    let run = stack.run(&["plane", "-v"]);
+    assert_eq!(run.stdout.matches("plane: error issue").count(), 3, "{run}");
+    let run = stack.run(&["plane", "-o", "json"]);
+    assert_eq!(run.plane_units().len(), 3, "{run}");
+}

@@ -87,18 +87,11 @@ impl Report {
     pub fn text(&self, verbose: bool, quiet: bool) -> String {
         let mut out = String::new();
         let dry = if self.dry_run { " (dry-run)" } else { "" };
-        // A cause many units share (a project's failed Plane read) is one
-        // line with their count, and its hint is printed once; -v lists
-        // every unit instead.
-        let mut shared: Vec<(&SharedCause, usize)> = Vec::new();
-        if !verbose {
-            for c in self.gate.units.iter().filter_map(|u| u.shared.as_ref()) {
-                match shared.iter_mut().find(|(s, _)| *s == c) {
-                    Some((_, n)) => *n += 1,
-                    None => shared.push((c, 1)),
-                }
-            }
-        }
+        // A cause many units share (a project's failed Plane read, the
+        // orchestrator down) is one line with their count, and its hint is
+        // printed once; -v lists every unit instead.
+        let gate_shared = tally(self.gate.units.iter().map(|u| u.shared.as_ref()));
+        let plane_shared = tally(self.plane.units.iter().map(|u| u.shared.as_ref()));
         let mut hints: BTreeSet<String> = BTreeSet::new();
         let mut hint = |out: &mut String, c: &SharedCause| {
             if let Some(h) = c.hint.as_deref()
@@ -111,7 +104,7 @@ impl Report {
         for u in &self.gate.units {
             if let Some(c) = u.shared.as_ref().filter(|_| !verbose) {
                 if grouped.insert(&c.summary) {
-                    let n = shared.iter().find(|(s, _)| *s == c).map_or(1, |(_, n)| *n);
+                    let n = gate_shared.get(c.summary.as_str()).copied().unwrap_or(1);
                     let tasks = if n == 1 { "task" } else { "tasks" };
                     let _ = writeln!(out, "plane: {}: {n} {tasks} skipped", c.summary);
                     hint(&mut out, c);
@@ -148,7 +141,17 @@ impl Report {
             }
             out.push('\n');
         }
+        let mut grouped: BTreeSet<&str> = BTreeSet::new();
         for u in &self.plane.units {
+            if let Some(c) = u.shared.as_ref().filter(|_| !verbose) {
+                if grouped.insert(&c.summary) {
+                    let n = plane_shared.get(c.summary.as_str()).copied().unwrap_or(1);
+                    let issues = if n == 1 { "issue" } else { "issues" };
+                    let _ = writeln!(out, "plane: {}: {n} {issues} failed", c.summary);
+                    hint(&mut out, c);
+                }
+                continue;
+            }
             if !verbose && !shown(u.outcome, u.failed) {
                 continue;
             }
@@ -255,6 +258,15 @@ impl Report {
         );
         out
     }
+}
+
+/// How many units share each cause.
+fn tally<'a>(causes: impl Iterator<Item = Option<&'a SharedCause>>) -> BTreeMap<&'a str, usize> {
+    let mut n = BTreeMap::new();
+    for c in causes.flatten() {
+        *n.entry(c.summary.as_str()).or_insert(0) += 1;
+    }
+    n
 }
 
 /// Skips are shown only with -v; everything acted on or failed always.

@@ -77,6 +77,9 @@ pub struct PlaneUnit {
     pub notification: Option<Notification>,
     #[serde(skip)]
     pub failed: bool,
+    /// As `GateUnit::shared`: the orchestrator down for every lookup.
+    #[serde(skip)]
+    pub shared: Option<SharedCause>,
 }
 
 impl PlaneUnit {
@@ -96,6 +99,7 @@ impl PlaneUnit {
             detail: None,
             notification: None,
             failed: false,
+            shared: None,
         }
     }
 
@@ -111,6 +115,7 @@ impl PlaneUnit {
             detail: Some(detail),
             notification: None,
             failed: true,
+            shared: None,
         }
     }
 
@@ -460,6 +465,7 @@ mod tests {
             detail: None,
             notification: None,
             failed: outcome == Outcome::Error,
+            shared: None,
         }
     }
 

@@ -10,11 +10,12 @@ use crate::config::Project;
 use crate::core::outcome::{Outcome, Reason};
 use crate::core::plane::{self as plane_pass, Action, Decision, NoopMemo, Trigger, Wanted};
 use crate::core::states::StateMap;
+use crate::peers::http::{ErrorKind, PeerError};
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::Issue;
 use crate::store;
 use crate::store::MirrorIssue;
-use crate::tick::outcome::{PlanePass, PlaneUnit, ProjectReport};
+use crate::tick::outcome::{PlanePass, PlaneUnit, ProjectReport, SharedCause};
 
 impl Tick<'_> {
     pub(super) fn plane_pass(&mut self) -> anyhow::Result<PlanePass> {
@@ -148,6 +149,7 @@ impl Tick<'_> {
         let start = cursor
             .and_then(|c| issues.iter().position(|i| i.id == c))
             .unwrap_or(0);
+        let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
         for issue in issues[start..].iter().chain(&issues[..start]) {
             let Some(state) = issue.state.clone() else {
                 continue;
@@ -176,11 +178,17 @@ impl Tick<'_> {
                 unit
             };
             if unit.failed {
-                log::error!(
-                    "plane: issue {} failed: {}",
-                    unit.issue_id,
-                    unit.detail.as_deref().unwrap_or("")
-                );
+                let detail = unit.detail.as_deref().unwrap_or("");
+                match &unit.shared {
+                    // An outage: said once, not once per issue.
+                    Some(c) => {
+                        if logged.insert(c.summary.clone()) {
+                            log::error!("plane: {}: {detail}", c.summary);
+                        }
+                        log::debug!("plane: issue {} failed: {detail}", unit.issue_id);
+                    }
+                    None => log::error!("plane: issue {} failed: {detail}", unit.issue_id),
+                }
             }
             units.push(unit);
         }
@@ -207,10 +215,10 @@ impl Tick<'_> {
         let task = match self.orchestrator.task_by_issue(&issue.id) {
             Ok(t) => t,
             Err(e) => {
-                return Ok((
-                    PlaneUnit::failed(issue.id.clone(), e.to_string()).with_trigger(trigger),
-                    None,
-                ));
+                let mut unit =
+                    PlaneUnit::failed(issue.id.clone(), e.to_string()).with_trigger(trigger);
+                unit.shared = outage(&e);
+                return Ok((unit, None));
             }
         };
         let mut unit =
@@ -388,6 +396,20 @@ pub fn replay_body(
         },
     });
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// An orchestrator that cannot be reached, or answers 5xx, fails every
+/// issue's task lookup alike: one cause for the text report.
+fn outage(e: &PeerError) -> Option<SharedCause> {
+    let short = match &e.kind {
+        ErrorKind::Transport(m) => m.clone(),
+        ErrorKind::Status { code, .. } if *code >= 500 => format!("HTTP {code}"),
+        _ => return None,
+    };
+    Some(SharedCause {
+        summary: format!("orchestrator task lookup failed ({short})"),
+        hint: None,
+    })
 }
 
 #[cfg(test)]
