@@ -231,6 +231,10 @@ pub(super) fn read_all_secrets(
     env: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
+    let mut read = |spec: &SecretSpec<'_>| read_secret(spec, config_at, env, warnings);
+    let required = |spec: &SecretSpec<'_>, found: Option<Secret>| {
+        found.ok_or_else(|| missing_secret(spec, config_at, env))
+    };
     let token = SecretSpec {
         label: "orchestrator token",
         credential: "orchestrator-token",
@@ -238,20 +242,15 @@ pub(super) fn read_all_secrets(
         file: files.orchestrator_token.as_deref(),
         env_var: "RECONCILE_ORCHESTRATOR_TOKEN",
     };
-    config.orchestrator.token = Some(
-        read_secret(&token, config_at, env, warnings)?
-            .ok_or_else(|| missing_secret(&token, config_at, env))?,
-    );
-
-    let webhook = SecretSpec {
+    config.orchestrator.token = Some(required(&token, read(&token)?)?);
+    // Optional: replays are then unsigned.
+    config.orchestrator.webhook_secret = read(&SecretSpec {
         label: "webhook secret",
         credential: "plane-webhook-secret",
         key: "[orchestrator] webhook_secret_file",
         file: files.webhook_secret.as_deref(),
         env_var: "RECONCILE_PLANE_WEBHOOK_SECRET",
-    };
-    config.orchestrator.webhook_secret = read_secret(&webhook, config_at, env, warnings)?;
-
+    })?;
     let key = SecretSpec {
         label: "Plane API key",
         credential: "plane-api-key",
@@ -259,11 +258,7 @@ pub(super) fn read_all_secrets(
         file: files.plane_api_key.as_deref(),
         env_var: "RECONCILE_PLANE_API_KEY",
     };
-    config.plane.api_key = Some(
-        read_secret(&key, config_at, env, warnings)?
-            .ok_or_else(|| missing_secret(&key, config_at, env))?,
-    );
-
+    config.plane.api_key = Some(required(&key, read(&key)?)?);
     if let Some(telegram) = config.telegram.as_mut() {
         let bot = SecretSpec {
             label: "Telegram bot token",
@@ -272,10 +267,7 @@ pub(super) fn read_all_secrets(
             file: files.telegram_bot_token.as_deref(),
             env_var: "RECONCILE_TELEGRAM_BOT_TOKEN",
         };
-        telegram.bot_token = Some(
-            read_secret(&bot, config_at, env, warnings)?
-                .ok_or_else(|| missing_secret(&bot, config_at, env))?,
-        );
+        telegram.bot_token = Some(required(&bot, read(&bot)?)?);
     }
     Ok(())
 }
