@@ -12,6 +12,7 @@ pub mod core;
 pub mod logging;
 pub mod output;
 pub mod peers;
+pub mod signals;
 pub mod sim;
 pub mod store;
 pub mod tick;

@@ -35,12 +35,12 @@ pub fn init(verbose: u8, quiet: u8) {
                 log::Level::Info => 6,
                 log::Level::Debug | log::Level::Trace => 7,
             };
-            writeln!(buf, "<{priority}>{}", record.args())
+            writeln!(buf, "<{priority}>{}", line(record))
         });
     } else {
         builder.format(|buf, record| {
             let ts = buf.timestamp_seconds();
-            writeln!(buf, "{ts} {:<5} {}", record.level(), record.args())
+            writeln!(buf, "{ts} {:<5} {}", record.level(), line(record))
         });
     }
     let logger = Guarded(builder.build());
@@ -48,6 +48,14 @@ pub fn init(verbose: u8, quiet: u8) {
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max);
     }
+}
+
+/// A record as one line: peers' strings reach log messages, and a newline
+/// or escape sequence in one must not forge a line, a journald priority or
+/// drive the terminal.
+fn line(record: &log::Record<'_>) -> String {
+    let text = record.args().to_string();
+    crate::output::escape(&text).into_owned()
 }
 
 /// The HTTP stack logs URLs and raw headers at debug and trace, and those
@@ -93,5 +101,18 @@ mod tests {
         assert!(!secret_bearing("ureq", log::Level::Warn));
         assert!(!secret_bearing("ureqx", log::Level::Debug));
         assert!(!secret_bearing("reconcile::tick", log::Level::Trace));
+    }
+
+    proptest::proptest! {
+        /// A log record carrying any peer bytes is one line without a
+        /// control character: no forged line, no journald priority.
+        #[test]
+        fn a_record_is_one_clean_line(s in proptest::prelude::any::<String>()) {
+            let args = format_args!("F-1: task {s} failed");
+            let record = log::Record::builder().args(args).level(log::Level::Error).build();
+            let l = line(&record);
+            proptest::prop_assert!(!l.chars().any(char::is_control), "{:?}", l);
+            proptest::prop_assert_eq!(l.lines().count(), 1);
+        }
     }
 }

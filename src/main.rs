@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -8,7 +9,13 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line, with its context chain; never a secret (the layers
             // below redact before they build an error).
-            eprintln!("reconcile: {err:#}");
+            // Peer text can reach an error: one line, escaped.
+            let text = format!("{err:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "reconcile: {}",
+                reconcile::output::escape(&text)
+            );
             ExitCode::from(reconcile::cmd::exit_code_for(&err))
         }
     }

@@ -80,11 +80,11 @@ pub fn run(ctx: &Context, offline: bool) -> anyhow::Result<ExitCode> {
     let cfg = ctx.config_unlogged(!offline)?;
     let report = check(&cfg, &ctx.config_path, offline);
     match ctx.format {
-        Format::Json => println!(
-            "{}",
+        Format::Json => super::emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
-        Format::Text => print!("{}", text(&report)),
+        )),
+        Format::Text => super::emit(&text(&report)),
     }
     Ok(if report.ok {
         ExitCode::SUCCESS
@@ -452,6 +452,7 @@ fn lock_probe(state_path: &Path) -> Probe {
 }
 
 pub fn text(r: &CheckReport) -> String {
+    use crate::output::escape as esc;
     let mut out = String::new();
     for p in &r.probes {
         let _ = writeln!(
@@ -459,11 +460,11 @@ pub fn text(r: &CheckReport) -> String {
             "{:<4}  {:<12}  {}",
             if p.ok { "ok" } else { "FAIL" },
             p.name,
-            p.detail
+            esc(&p.detail)
         );
     }
     for w in &r.warnings {
-        let _ = writeln!(out, "warning: {w}");
+        let _ = writeln!(out, "warning: {}", esc(w));
     }
     for p in &r.projects {
         let _ = writeln!(out);
@@ -477,7 +478,7 @@ pub fn text(r: &CheckReport) -> String {
             continue;
         }
         if let Some(e) = &p.error {
-            let _ = writeln!(out, ": FAIL {e}");
+            let _ = writeln!(out, ": FAIL {}", esc(e));
             continue;
         }
         let _ = writeln!(out);
@@ -497,12 +498,12 @@ pub fn text(r: &CheckReport) -> String {
                 out,
                 "  {:<16}  {:<24}  {:<36}  {note}",
                 s.key,
-                s.state.as_deref().unwrap_or("-"),
-                s.uuid.as_deref().unwrap_or("-"),
+                esc(s.state.as_deref().unwrap_or("-")),
+                esc(s.uuid.as_deref().unwrap_or("-")),
             );
         }
         for w in &p.warnings {
-            let _ = writeln!(out, "  warning: {w}");
+            let _ = writeln!(out, "  warning: {}", esc(w));
         }
     }
     if !r.offline {

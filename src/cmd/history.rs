@@ -1,6 +1,7 @@
 //! `reconcile history`: recent unblocks and ticks, read-only from the
 //! sidecar (a missing sidecar is an empty history, and is not created).
 
+use crate::output::escape as esc;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,12 +38,12 @@ pub fn run(ctx: &Context, limit: usize, since: Option<Duration>) -> anyhow::Resu
                 "unblocks": unblocks,
                 "ticks": ticks,
             });
-            println!(
-                "{}",
+            super::emit(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&value).context("serializing the history")?
-            );
+            ));
         }
-        Format::Text => print!("{}", text(&unblocks, &ticks)),
+        Format::Text => super::emit(&text(&unblocks, &ticks)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -63,7 +64,11 @@ pub fn text(unblocks: &[HistoryRow], ticks: &[TickRow]) -> String {
         let _ = writeln!(
             out,
             "  {}  {:<5}  {:<12}  {:<14}  {}",
-            u.at, u.pass, item, u.stage, u.notification
+            esc(&u.at),
+            esc(&u.pass),
+            esc(&item),
+            esc(&u.stage),
+            esc(&u.notification)
         );
     }
     let _ = writeln!(out, "ticks ({}, newest first):", ticks.len());

@@ -66,6 +66,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+/// Writes command output to stdout. A closed pipe (`… | head`) or a full
+/// disk never panics and never changes the exit code: a tick has already
+/// acted by then (docs/reliability.md, hostile conditions).
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => log::error!("writing to stdout: {e}"),
+    }
+}
+
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
@@ -93,8 +106,8 @@ fn open_locked(
 /// Prints a one-object answer; text on stderr when it reports a miss.
 fn done(ctx: &Context, value: serde_json::Value, text: String, ok: bool) -> ExitCode {
     match ctx.format {
-        Format::Json => println!("{value}"),
-        Format::Text if ok => println!("{text}"),
+        Format::Json => emit(&format!("{value}\n")),
+        Format::Text if ok => emit(&format!("{text}\n")),
         Format::Text => eprintln!("reconcile: {text}"),
     }
     if ok {

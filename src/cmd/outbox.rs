@@ -1,6 +1,7 @@
 //! `reconcile outbox list | drop <ID>`: the queued notifications. `drop`
 //! takes the tick lock and honours --dry-run.
 
+use crate::output::escape as esc;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -19,11 +20,11 @@ pub(super) fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     match ctx.format {
-        Format::Json => println!(
-            "{}",
+        Format::Json => super::emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&serde_json::json!({ "messages": messages }))
                 .context("serializing the outbox")?
-        ),
+        )),
         Format::Text => {
             let mut out = String::new();
             let queued = messages
@@ -48,12 +49,12 @@ pub(super) fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
                 if m.status == OutboxStatus::Queued {
                     let _ = write!(out, "  next {}", m.next_attempt_at);
                 }
-                let _ = writeln!(out, "  {}", m.digest_line);
+                let _ = writeln!(out, "  {}", esc(&m.digest_line));
                 if let Some(e) = &m.last_error {
-                    let _ = writeln!(out, "       last error: {e}");
+                    let _ = writeln!(out, "       last error: {}", esc(e));
                 }
             }
-            print!("{out}");
+            super::emit(&out);
         }
     }
     Ok(ExitCode::SUCCESS)

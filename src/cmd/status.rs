@@ -38,11 +38,11 @@ pub(super) fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         );
     }
     match ctx.format {
-        Format::Json => println!(
-            "{}",
+        Format::Json => super::emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&value).unwrap_or_default()
-        ),
-        Format::Text => print!("{}", status_text(&value)),
+        )),
+        Format::Text => super::emit(&status_text(&value)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,9 @@ use crate::tick;
 /// `gate`, `plane`, `all`: one tick, its metrics textfile and its report.
 pub(super) fn run(ctx: &Context, command: tick::Command) -> anyhow::Result<ExitCode> {
     let cfg = ctx.config(true)?;
+    if let Err(e) = crate::signals::install() {
+        log::warn!("cannot handle stop signals; a stop kills the tick at once: {e}");
+    }
     let opts = tick::Options {
         command,
         dry_run: ctx.dry_run,
@@ -53,7 +56,7 @@ pub(super) fn run(ctx: &Context, command: tick::Command) -> anyhow::Result<ExitC
 
 pub(super) fn print_report(report: &Report, format: Format, verbose: bool, quiet: bool) {
     match format {
-        Format::Json => println!("{}", report.json()),
-        Format::Text => print!("{}", report.text(verbose, quiet)),
+        Format::Json => super::emit(&format!("{}\n", report.json())),
+        Format::Text => super::emit(&report.text(verbose, quiet)),
     }
 }

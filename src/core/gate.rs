@@ -13,6 +13,28 @@ use crate::core::outcome::{Reason, Verdict};
 use crate::core::states::StateMap;
 use crate::core::task::Task;
 
+/// A task id listed twice is one unit: the first entry wins for every
+/// decision, the later ones are dropped (the gate pass would otherwise
+/// advance and announce the task twice in one tick). Returns the kept
+/// entries, in order, and each repeated id once, in order of first repeat.
+pub fn first_entry_wins<T>(entries: Vec<T>, id: impl Fn(&T) -> Option<i64>) -> (Vec<T>, Vec<i64>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated = Vec::new();
+    let kept = entries
+        .into_iter()
+        .filter(|e| match id(e) {
+            Some(i) if !seen.insert(i) => {
+                if !repeated.contains(&i) {
+                    repeated.push(i);
+                }
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (kept, repeated)
+}
+
 /// Why the Plane side of a task could not be resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unresolved {
@@ -542,5 +564,24 @@ mod tests {
         assert_eq!(go(2, &c), Verdict::Defer(Reason::ActionCap));
         c.max_actions = 0;
         assert_eq!(go(10_000, &c), Verdict::Proceed);
+    }
+
+    #[test]
+    fn a_task_listed_twice_is_one_unit_and_the_first_entry_wins() {
+        let entries = vec![
+            (7, "testing"),
+            (8, "review"),
+            (7, "review"),
+            (9, "x"),
+            (7, "done"),
+            (8, "y"),
+        ];
+        let (kept, repeated) = first_entry_wins(entries, |e| Some(e.0));
+        assert_eq!(kept, vec![(7, "testing"), (8, "review"), (9, "x")]);
+        assert_eq!(repeated, vec![7, 8]);
+        // Entries without an id (unreadable ones) are all kept.
+        let (kept, repeated) = first_entry_wins(vec![None, None, Some(1)], |e: &Option<i64>| *e);
+        assert_eq!(kept.len(), 3);
+        assert!(repeated.is_empty());
     }
 }

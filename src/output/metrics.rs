@@ -310,7 +310,13 @@ fn carried_over(previous: &str) -> String {
 
 /// A temp file beside `path` (a dot name without `.prom`, so the textfile
 /// collector never reads it half-written), synced, then renamed over it.
+/// The temp name is random and created exclusively (`O_EXCL`, so a symlink
+/// planted there is never followed): anyone who can write the textfile
+/// directory cannot make the service overwrite another file
+/// (docs/reliability.md, hostile conditions). `tempfile` is the standard
+/// crate for exactly this.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     let name = path
         .file_name()
         .context("the path has no file name")?
@@ -319,28 +325,22 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
+        let mut f = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(&dir)?;
         f.write_all(bytes)?;
         // node_exporter runs as another user; the unit's UMask would
         // otherwise leave the file 0640.
-        use std::os::unix::fs::PermissionsExt as _;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        f.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.as_file().sync_all()?;
+        // On failure the temp file is removed when `f` drops.
+        f.persist(path).map(|_| ()).map_err(|e| e.error)
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::Error::new(e).context("cannot write"));
-    }
-    Ok(())
+    result.map_err(|e| anyhow::Error::new(e).context("cannot write"))
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ impl Report {
             if let Some(h) = c.hint.as_deref()
                 && hints.insert(h.to_string())
             {
-                let _ = writeln!(out, "  {h}");
+                let _ = writeln!(out, "  {}", esc(h));
             }
         };
         let mut grouped: BTreeSet<&str> = BTreeSet::new();
@@ -106,7 +106,7 @@ impl Report {
                 if grouped.insert(&c.summary) {
                     let n = gate_shared.get(c.summary.as_str()).copied().unwrap_or(1);
                     let tasks = if n == 1 { "task" } else { "tasks" };
-                    let _ = writeln!(out, "plane: {}: {n} {tasks} skipped", c.summary);
+                    let _ = writeln!(out, "plane: {}: {n} {tasks} skipped", esc(&c.summary));
                     hint(&mut out, c);
                 }
                 continue;
@@ -120,7 +120,7 @@ impl Report {
             }
             match (u.task_id, &u.work_item_id) {
                 (Some(id), Some(w)) => {
-                    let _ = write!(out, " task {id} ({w})");
+                    let _ = write!(out, " task {id} ({})", esc(w));
                 }
                 (Some(id), None) => {
                     let _ = write!(out, " task {id}");
@@ -128,13 +128,13 @@ impl Report {
                 _ => {}
             }
             if let Some(s) = &u.stage {
-                let _ = write!(out, " {s}");
+                let _ = write!(out, " {}", esc(s));
             }
             if let Some(a) = &u.stage_after {
-                let _ = write!(out, " → {a}");
+                let _ = write!(out, " → {}", esc(a));
             }
             if let Some(d) = u.detail.as_deref().filter(|d| !d.is_empty()) {
-                let _ = write!(out, ": {d}");
+                let _ = write!(out, ": {}", esc(d));
             }
             if let Some(n) = u.notification {
                 let _ = write!(out, " [notification: {}]", n.as_str());
@@ -159,15 +159,15 @@ impl Report {
             if let Some(r) = u.reason {
                 let _ = write!(out, "/{r}");
             }
-            let _ = write!(out, " issue {}", u.issue_id);
+            let _ = write!(out, " issue {}", esc(&u.issue_id));
             if let Some(w) = &u.work_item_id {
-                let _ = write!(out, " ({w})");
+                let _ = write!(out, " ({})", esc(w));
             }
             if let Some(k) = &u.state_key {
-                let _ = write!(out, " {k}");
+                let _ = write!(out, " {}", esc(k));
             }
             if let Some(d) = u.detail.as_deref().filter(|d| !d.is_empty()) {
-                let _ = write!(out, ": {d}");
+                let _ = write!(out, ": {}", esc(d));
             }
             if let Some(n) = u.notification {
                 let _ = write!(out, " [notification: {}]", n.as_str());
@@ -177,26 +177,28 @@ impl Report {
         for p in &self.plane.projects {
             match (&p.error, &p.shared) {
                 (Some(_), Some(c)) if !verbose => {
-                    let _ = writeln!(out, "plane: {}: its issues not listed", c.summary);
+                    let _ = writeln!(out, "plane: {}: its issues not listed", esc(&c.summary));
                     hint(&mut out, c);
                 }
                 (Some(e), _) => {
                     let _ = writeln!(
                         out,
-                        "plane: project {} ({}) failed: {e}",
-                        p.repo, p.plane_project_id
+                        "plane: project {} ({}) failed: {}",
+                        esc(&p.repo),
+                        esc(&p.plane_project_id),
+                        esc(e)
                     );
                 }
                 (None, _) => {}
             }
         }
         for c in &self.cycles {
-            let _ = write!(out, "cycle: {} {}", c.outcome, c.cycle);
+            let _ = write!(out, "cycle: {} {}", c.outcome, esc(&c.cycle));
             if !c.blocked.is_empty() {
-                let _ = write!(out, " [moved to Blocked: {}]", c.blocked.join(", "));
+                let _ = write!(out, " [moved to Blocked: {}]", esc(&c.blocked.join(", ")));
             }
             if let Some(e) = &c.error {
-                let _ = write!(out, ": {e}");
+                let _ = write!(out, ": {}", esc(e));
             }
             out.push('\n');
         }
@@ -209,7 +211,7 @@ impl Report {
                          error: &Option<String>,
                          units: Vec<String>| {
             if let Some(e) = error {
-                return format!("{name}{dry}: could not run: {e}\n");
+                return format!("{name}{dry}: could not run: {}\n", esc(e));
             }
             if !ran {
                 return format!("{name}{dry}: not run ({})\n", reason.unwrap_or("-"));
@@ -269,7 +271,85 @@ fn tally<'a>(causes: impl Iterator<Item = Option<&'a SharedCause>>) -> BTreeMap<
     n
 }
 
+use crate::output::escape as esc;
+
 /// Skips are shown only with -v; everything acted on or failed always.
 fn shown(outcome: Outcome, failed: bool) -> bool {
     failed || !matches!(outcome, Outcome::Skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::outcome::Outcome;
+    use crate::tick::outcome::{GateUnit, PlaneUnit};
+    use proptest::prelude::*;
+
+    fn report(gate: Vec<GateUnit>, plane: Vec<PlaneUnit>) -> Report {
+        Report {
+            command: "all",
+            dry_run: false,
+            version: "0",
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            finished_at: OffsetDateTime::UNIX_EPOCH,
+            exit_code: 0,
+            gate: GatePass {
+                ran: true,
+                units: gate,
+                ..GatePass::default()
+            },
+            plane: PlanePass {
+                ran: true,
+                units: plane,
+                ..PlanePass::default()
+            },
+            cycles: Vec::new(),
+            notifications: Notifications::default(),
+            requests: Requests::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    proptest! {
+        /// Whatever bytes a peer sends as a stage, an id or a detail, the
+        /// text report has one line per unit (then the two summary lines
+        /// and the notification line) and no control character.
+        #[test]
+        fn peer_bytes_never_forge_report_lines(
+            units in proptest::collection::vec(
+                (any::<String>(), any::<String>(), any::<String>(), any::<String>()),
+                0..6,
+            )
+        ) {
+            let gate: Vec<GateUnit> = units
+                .iter()
+                .map(|(stage, id, detail, after)| GateUnit {
+                    task_id: Some(1),
+                    work_item_id: Some(id.clone()),
+                    stage: Some(stage.clone()),
+                    outcome: Outcome::Error,
+                    reason: None,
+                    detail: Some(detail.clone()),
+                    stage_after: Some(after.clone()),
+                    notification: None,
+                    failed: true,
+                })
+                .collect();
+            let plane: Vec<PlaneUnit> = units
+                .iter()
+                .map(|(stage, id, detail, _)| {
+                    let mut u = PlaneUnit::failed(id.clone(), detail.clone());
+                    u.work_item_id = Some(stage.clone());
+                    u
+                })
+                .collect();
+            let n = gate.len() + plane.len();
+            let text = report(gate, plane).text(true, false);
+            prop_assert!(
+                !text.chars().any(|c| c != '\n' && (c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))),
+                "{:?}", text
+            );
+            prop_assert_eq!(text.lines().count(), n + 3, "{}", text);
+        }
+    }
 }

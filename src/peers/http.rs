@@ -106,6 +106,9 @@ pub struct Client {
     /// A second counter for one piece of work (a project's reads).
     local: Option<Arc<AtomicU64>>,
     deadline: Option<Instant>,
+    /// The key's timeout; each request gets the smaller of it and the
+    /// time left before the deadline.
+    timeout: Duration,
 }
 
 /// Tries of an idempotent GET.
@@ -137,10 +140,11 @@ impl Client {
         Client {
             peer,
             agent,
-            secrets: Arc::new(secrets.into_iter().filter(|s| !s.is_empty()).collect()),
+            secrets: Arc::new(secret_forms(secrets)),
             requests: Arc::new(AtomicU64::new(0)),
             local: None,
             deadline: None,
+            timeout,
         }
     }
 
@@ -250,6 +254,12 @@ impl Client {
         self.deadline
     }
 
+    /// Time left before the deadline (None: no deadline).
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
     fn send_once(
         &self,
         method: &str,
@@ -257,6 +267,26 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<Response, PeerError> {
+        // The deadline is absolute: no request outlives it, whatever the
+        // key's timeout (docs/reliability.md, hostile conditions).
+        let (timeout, clipped) = match self.time_left() {
+            Some(left) if left < self.timeout => (left, true),
+            _ => (self.timeout, false),
+        };
+        if crate::signals::stop_requested() {
+            return Err(self.error(
+                method,
+                url,
+                ErrorKind::Transport("not sent: stopping on a signal".into()),
+            ));
+        }
+        if timeout.is_zero() {
+            return Err(self.error(
+                method,
+                url,
+                ErrorKind::Transport("not sent: the tick's deadline passed".into()),
+            ));
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(l) = &self.local {
             l.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +301,7 @@ impl Client {
                 for (k, v) in headers {
                     req = req.header(*k, *v);
                 }
-                req.call()
+                req.config().timeout_global(Some(timeout)).build().call()
             }
             Some(bytes) => {
                 let mut req = match method {
@@ -282,10 +312,22 @@ impl Client {
                 for (k, v) in headers {
                     req = req.header(*k, *v);
                 }
-                req.header("Content-Type", "application/json").send(bytes)
+                req.header("Content-Type", "application/json")
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .send(bytes)
             }
         };
-        let mut resp = result.map_err(|e| self.error(method, url, transport_kind(&e)))?;
+        let mut resp = result.map_err(|e| {
+            let kind = match transport_kind(&e) {
+                ErrorKind::Transport(m) if clipped && matches!(e, ureq::Error::Timeout(_)) => {
+                    ErrorKind::Transport(format!("{m} at the tick's deadline"))
+                }
+                k => k,
+            };
+            self.error(method, url, kind)
+        })?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -397,14 +439,123 @@ fn snippet(body: &[u8]) -> String {
     line.chars().take(120).collect()
 }
 
-/// Replaces every secret occurring in `text` by `***`.
+/// Replaces every secret occurring in `text` by `***`, and the
+/// `user:password@` of any URL in it.
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
+    let mut out = redact_userinfo(text);
     for s in secrets {
         if !s.is_empty() && out.contains(s.as_str()) {
             out = out.replace(s.as_str(), "***");
         }
     }
+    out
+}
+
+/// Each secret and the forms a peer may echo it in: percent-encoded
+/// (upper and lower case hex) and JSON-escaped. Longest first, so that a
+/// form containing another is replaced whole.
+pub fn secret_forms(secrets: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in secrets.into_iter().filter(|s| !s.is_empty()) {
+        let upper = percent_encode(&s);
+        let forms = [
+            upper.clone(),
+            percent_lower(&upper),
+            upper.replace("%20", "+"),
+            json_escape(&s, false),
+            json_escape(&s, true),
+            json_escape(&s, true).to_ascii_uppercase(),
+            s,
+        ];
+        for f in forms {
+            if !f.is_empty() && !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    out
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Lower-case hex digits after each `%` of an upper-case encoding.
+fn percent_lower(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut hex = 0;
+    for c in s.chars() {
+        if c == '%' {
+            hex = 2;
+            out.push(c);
+        } else if hex > 0 {
+            hex -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The JSON string body of `s` (no quotes); `ascii`: every non-ASCII
+/// character and `/` as `\uXXXX` / `\/`, as some servers write them.
+fn json_escape(s: &str, ascii: bool) -> String {
+    let plain = serde_json::to_string(s).unwrap_or_default();
+    let plain = plain
+        .strip_prefix('"')
+        .and_then(|p| p.strip_suffix('"'))
+        .unwrap_or("")
+        .to_string();
+    if !ascii {
+        return plain;
+    }
+    let mut out = String::with_capacity(plain.len());
+    for c in plain.chars() {
+        if c == '/' {
+            out.push_str("\\/");
+        } else if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u16; 2];
+            for unit in c.encode_utf16(&mut buf) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `scheme://user:password@host…` → `scheme://***@host…`, for every URL
+/// in `text`.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the first of / ? # or whitespace.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -427,6 +578,25 @@ mod tests {
         assert_eq!(
             redact("GET /bottok123/sendMessage tok123", &s),
             "GET /bot***/sendMessage ***"
+        );
+    }
+
+    #[test]
+    fn redact_matches_the_encoded_forms_and_url_userinfo() {
+        let s = secret_forms(["123:a/b é".to_string()]);
+        for echoed in [
+            "123:a/b é",
+            "123%3Aa%2Fb%20%C3%A9",
+            "123%3aa%2fb%20%c3%a9",
+            "123%3Aa%2Fb+%C3%A9",
+            "123:a\\/b \\u00e9",
+        ] {
+            let out = redact(&format!("x {echoed} y"), &s);
+            assert_eq!(out, "x *** y", "{echoed}");
+        }
+        assert_eq!(
+            redact("GET http://bob:pw@127.0.0.1:9/x and https://h/y@z", &[]),
+            "GET http://***@127.0.0.1:9/x and https://h/y@z"
         );
     }
 

@@ -111,14 +111,22 @@ impl Orchestrator {
             tasks: Vec<Entry>,
         }
         let list: List = self.get("/reconcile/v1/tasks")?;
-        Ok(list
+        let entries: Vec<Result<Task, BadTask>> = list
             .tasks
             .into_iter()
             .map(|e| match e {
                 Entry::Task(t) => Ok(t),
                 Entry::Other(v) => parse_task(v),
             })
-            .collect())
+            .collect();
+        let (kept, repeated) = crate::core::gate::first_entry_wins(entries, |e| match e {
+            Ok(t) => Some(t.id),
+            Err(b) => b.id,
+        });
+        for id in repeated {
+            log::warn!("the task list names task {id} more than once; the first entry is used");
+        }
+        Ok(kept)
     }
 
     /// The task of one Plane issue, any stage.

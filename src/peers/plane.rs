@@ -49,6 +49,8 @@ pub enum PlaneFailure {
     /// Plane answered 429.
     RateLimited(PeerError),
     Failed(PeerError),
+    /// A listing reached the deadline between two pages.
+    Deadline(String),
 }
 
 impl std::fmt::Display for PlaneFailure {
@@ -58,6 +60,7 @@ impl std::fmt::Display for PlaneFailure {
                 "plane: request budget at the reserve; not calling Plane again this tick",
             ),
             PlaneFailure::RateLimited(e) | PlaneFailure::Failed(e) => write!(f, "{e}"),
+            PlaneFailure::Deadline(m) => write!(f, "plane: {m}"),
         }
     }
 }
@@ -170,25 +173,75 @@ pub struct Page {
     pub next_page_results: Option<bool>,
 }
 
-/// Walks a paginated listing: stops when Plane says there is no next page,
-/// when the cursor is missing, or when a cursor repeats (a broken server
-/// must not loop us forever).
+/// Why a listing stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The server handed back a cursor it had already given.
+    RepeatedCursor(String),
+    /// More pages than `[plane] max_pages`.
+    TooManyPages(u32),
+    /// The tick's deadline came first, after this many pages.
+    Deadline(u32),
+    /// A signal asked the tick to stop, after this many pages.
+    Signal(u32),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::RepeatedCursor(c) => write!(
+                f,
+                "the listing repeats cursor {:?}; stopped instead of looping",
+                crate::output::escape(c)
+            ),
+            Stop::TooManyPages(n) => write!(
+                f,
+                "the listing goes on past {n} pages ([plane] max_pages); stopped"
+            ),
+            Stop::Deadline(n) => write!(f, "listing stopped at the deadline after {n} page(s)"),
+            Stop::Signal(n) => write!(f, "listing stopped on a signal after {n} page(s)"),
+        }
+    }
+}
+
+/// Walks a paginated listing until Plane says there is no next page (or
+/// gives no cursor). A broken or hostile server never holds the tick: a
+/// repeated cursor, more than `max_pages` pages, or the deadline passing
+/// between two pages ends the walk with `stop`'s error.
 pub fn walk_pages<E>(
+    max_pages: u32,
+    deadline: Option<Instant>,
     mut fetch: impl FnMut(Option<&str>) -> Result<Page, E>,
+    stop: impl Fn(Stop) -> E,
 ) -> Result<Vec<Value>, E> {
     let mut out = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut cursor: Option<String> = None;
+    let mut pages = 0u32;
     loop {
         let page = fetch(cursor.as_deref())?;
+        pages += 1;
         out.extend(page.results);
         if page.next_page_results != Some(true) {
             break;
         }
-        match page.next_cursor {
-            Some(next) if !next.is_empty() && seen.insert(next.clone()) => cursor = Some(next),
+        let next = match page.next_cursor {
+            Some(next) if !next.is_empty() => next,
             _ => break,
+        };
+        if !seen.insert(next.clone()) {
+            return Err(stop(Stop::RepeatedCursor(next)));
         }
+        if pages >= max_pages {
+            return Err(stop(Stop::TooManyPages(max_pages)));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(stop(Stop::Deadline(pages)));
+        }
+        if crate::signals::stop_requested() {
+            return Err(stop(Stop::Signal(pages)));
+        }
+        cursor = Some(next);
     }
     Ok(out)
 }
@@ -201,6 +254,7 @@ pub struct Plane {
     base: String,
     items_path: String,
     per_page: u32,
+    max_pages: u32,
     key: String,
     reserve: i64,
     budget: Arc<Budget>,
@@ -227,6 +281,7 @@ impl Plane {
             ),
             items_path: cfg.items_path.clone(),
             per_page: cfg.per_page,
+            max_pages: cfg.max_pages,
             key: cfg
                 .api_key
                 .as_ref()
@@ -383,14 +438,32 @@ impl Plane {
         })
     }
 
+    /// A listing stopped early: the deadline defers the project, anything
+    /// else fails it.
+    fn stopped(&self, url: &str, why: Stop) -> PlaneFailure {
+        match why {
+            Stop::Deadline(_) | Stop::Signal(_) => PlaneFailure::Deadline(why.to_string()),
+            other => PlaneFailure::Failed(PeerError {
+                peer: self.http.peer(),
+                endpoint: self.http.redact(&format!("GET {url}")),
+                kind: super::http::ErrorKind::Body(other.to_string()),
+            }),
+        }
+    }
+
     fn list(&self, first: &str) -> Result<Vec<Value>, PlaneFailure> {
-        walk_pages(|cursor| match cursor {
-            None => self.page(first),
-            Some(c) => self.page(&format!(
-                "{first}&cursor={}",
-                super::orchestrator::encode(c)
-            )),
-        })
+        walk_pages(
+            self.max_pages,
+            self.http.deadline(),
+            |cursor| match cursor {
+                None => self.page(first),
+                Some(c) => self.page(&format!(
+                    "{first}&cursor={}",
+                    super::orchestrator::encode(c)
+                )),
+            },
+            |why| self.stopped(first, why),
+        )
     }
 
     pub fn states(&self, project: &str) -> Result<Vec<PlaneState>, PlaneFailure> {
@@ -454,7 +527,9 @@ impl Plane {
         let mut seen_cursors: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         let mut url = first.clone();
+        let mut pages = 0u32;
         loop {
+            pages += 1;
             let page = self.page(&url)?;
             let mut reached = page.results.is_empty();
             for v in page.results {
@@ -472,12 +547,23 @@ impl Plane {
             if reached || page.next_page_results != Some(true) {
                 break;
             }
-            match page.next_cursor {
-                Some(next) if !next.is_empty() && seen_cursors.insert(next.clone()) => {
-                    url = format!("{first}&cursor={}", super::orchestrator::encode(&next));
-                }
+            let next = match page.next_cursor {
+                Some(next) if !next.is_empty() => next,
                 _ => break,
+            };
+            if !seen_cursors.insert(next.clone()) {
+                return Err(self.stopped(&first, Stop::RepeatedCursor(next)));
             }
+            if pages >= self.max_pages {
+                return Err(self.stopped(&first, Stop::TooManyPages(self.max_pages)));
+            }
+            if self.http.deadline().is_some_and(|d| Instant::now() >= d) {
+                return Err(self.stopped(&first, Stop::Deadline(pages)));
+            }
+            if crate::signals::stop_requested() {
+                return Err(self.stopped(&first, Stop::Signal(pages)));
+            }
+            url = format!("{first}&cursor={}", super::orchestrator::encode(&next));
         }
         Ok(out)
     }
@@ -576,14 +662,19 @@ mod tests {
     #[test]
     fn walk_follows_cursors_until_no_next_page() {
         let mut calls = Vec::new();
-        let all = walk_pages::<()>(|c| {
-            calls.push(c.map(str::to_string));
-            Ok(match c {
-                None => page(&[1, 2], Some("2:1:0"), true),
-                Some("2:1:0") => page(&[3, 4], Some("2:2:0"), true),
-                _ => page(&[5], Some("2:3:0"), false),
-            })
-        })
+        let all = walk_pages::<Stop>(
+            100,
+            None,
+            |c| {
+                calls.push(c.map(str::to_string));
+                Ok(match c {
+                    None => page(&[1, 2], Some("2:1:0"), true),
+                    Some("2:1:0") => page(&[3, 4], Some("2:2:0"), true),
+                    _ => page(&[5], Some("2:3:0"), false),
+                })
+            },
+            |s| s,
+        )
         .unwrap();
         assert_eq!(
             all,
@@ -596,14 +687,47 @@ mod tests {
     }
 
     #[test]
-    fn walk_stops_on_a_repeated_cursor() {
+    fn walk_fails_on_a_repeated_cursor() {
         let mut n = 0;
-        let all = walk_pages::<()>(|_| {
-            n += 1;
-            Ok(page(&[n], Some("same"), true))
-        })
-        .unwrap();
-        assert_eq!(all.len(), 2);
+        let r = walk_pages::<Stop>(
+            100,
+            None,
+            |_| {
+                n += 1;
+                Ok(page(&[n], Some("same"), true))
+            },
+            |s| s,
+        );
+        assert_eq!(r, Err(Stop::RepeatedCursor("same".into())));
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn endless_pages_stop_at_max_pages_or_the_deadline() {
+        let mut n = 0;
+        let r = walk_pages::<Stop>(
+            5,
+            None,
+            |_| {
+                n += 1;
+                Ok(page(&[n], Some(&n.to_string()), true))
+            },
+            |s| s,
+        );
+        assert_eq!(r, Err(Stop::TooManyPages(5)));
+        assert_eq!(n, 5);
+        let mut n = 0;
+        let past = Instant::now();
+        let r = walk_pages::<Stop>(
+            1000,
+            Some(past),
+            |_| {
+                n += 1;
+                Ok(page(&[n], Some(&n.to_string()), true))
+            },
+            |s| s,
+        );
+        assert_eq!(r, Err(Stop::Deadline(1)));
     }
 
     proptest::proptest! {
@@ -617,12 +741,12 @@ mod tests {
                 .map(|n| (0..*n).map(|_| { next_item += 1; next_item }).collect())
                 .collect();
             let mut fetches = 0;
-            let all = walk_pages::<()>(|c| {
+            let all = walk_pages::<Stop>(100, None, |c| {
                 fetches += 1;
                 let i: usize = c.map_or(0, |c| c.parse().unwrap());
                 let more = i + 1 < pages.len();
                 Ok(page(&pages[i], Some(&(i + 1).to_string()), more))
-            })
+            }, |s| s)
             .unwrap();
             proptest::prop_assert_eq!(fetches, pages.len());
             let want: Vec<Value> = (1..=next_item).map(Value::from).collect();
@@ -634,12 +758,12 @@ mod tests {
         #[test]
         fn walk_stops_when_a_cursor_repeats(cursors in proptest::collection::vec(0u8..6, 1..40)) {
             let mut fetches = 0usize;
-            let result = walk_pages::<()>(|_| {
+            let result = walk_pages::<Stop>(100, None, |_| {
                 let c = cursors.get(fetches).copied().unwrap_or(0);
                 fetches += 1;
                 Ok(page(&[fetches as i64], Some(&c.to_string()), true))
-            });
-            proptest::prop_assert!(result.is_ok());
+            }, |s| s);
+            proptest::prop_assert!(matches!(result, Err(Stop::RepeatedCursor(_))));
             // Past the list the server keeps answering cursor 0.
             let distinct: std::collections::HashSet<u8> = cursors.iter().copied().chain([0]).collect();
             proptest::prop_assert!(fetches <= distinct.len() + 1, "{} fetches", fetches);

@@ -114,7 +114,7 @@ fn route(w: &mut World, t: &Target, req: &Request) -> Reply {
                            "workspace": w.plane_workspace_id})
                 })
                 .collect();
-            paginate(req, states)
+            paginate(req, states, false)
         }
         Target::Items { .. } => {
             let mut issues = w.projects[pi].issues.clone();
@@ -132,7 +132,7 @@ fn route(w: &mut World, t: &Target, req: &Request) -> Reply {
                 .iter()
                 .map(|i| fields.trim(w.issue_json(pi, i, expand_state)))
                 .collect();
-            paginate(req, items)
+            paginate(req, items, w.projects[pi].endless_pages)
         }
         Target::Item { id, .. } => match w.projects[pi].issues.iter().find(|i| i.id == *id) {
             Some(i) => Reply::json(200, &fields.trim(w.issue_json(pi, i, expand_state))),
@@ -197,7 +197,7 @@ fn patch(w: &mut World, pi: usize, id: &str, req: &Request) -> Reply {
 /// offset `page × per_page` with per_page from the query (default and
 /// maximum 1000); the next cursor is present even on the last page
 /// (`next_page_results` says). Errors as the real server words them.
-fn paginate(req: &Request, items: Vec<Value>) -> Reply {
+fn paginate(req: &Request, items: Vec<Value>, endless: bool) -> Reply {
     let detail = |msg: &str| Reply::json(400, &json!({"detail": msg}));
     let per_page = match req.query_param("per_page") {
         None => MAX_PER_PAGE,
@@ -239,7 +239,7 @@ fn paginate(req: &Request, items: Vec<Value>) -> Reply {
             "total_count": total,
             "next_cursor": format!("{per_page}:{}:0", page + 1),
             "prev_cursor": format!("{per_page}:{}:1", page as i64 - 1),
-            "next_page_results": end < total,
+            "next_page_results": endless || end < total,
             "prev_page_results": page > 0,
             "count": results.len(),
             "total_pages": total.div_ceil(per_page),

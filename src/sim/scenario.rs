@@ -81,6 +81,10 @@ pub enum Fault {
     Reset,
     /// Apply the normal effect, then close without answering: "effect unknown".
     ResetAfterEffect,
+    /// Apply the normal effect, then hold the answer for `ms` and close
+    /// without answering: the client is killed (or times out) with the
+    /// effect done and unknown to it.
+    HangAfterEffect { ms: u64 },
     /// 200 with a body that is not JSON.
     Garbage,
     /// An HTML error page (a proxy in front of the peer) with this status.
@@ -317,6 +321,10 @@ pub struct SimProject {
     pub states: Vec<SimState>,
     #[serde(default)]
     pub issues: Vec<SimIssue>,
+    /// A hostile listing: every page says there is a next one, under a new
+    /// cursor, for ever.
+    #[serde(default)]
+    pub endless_pages: bool,
 }
 
 fn default_repo() -> String {
@@ -353,6 +361,7 @@ impl SimProject {
             repo: repo.into(),
             states: SimProject::typical_states(id),
             issues: Vec::new(),
+            endless_pages: false,
         }
     }
 
@@ -445,6 +454,8 @@ pub struct Scenario {
     pub projects: Vec<SimProject>,
     pub faults: BTreeMap<Route, FaultPlan>,
     pub rate_limit: RateLimit,
+    /// Task ids the task list names twice (a broken orchestrator).
+    pub listed_twice: Vec<i64>,
 }
 
 impl Default for Scenario {
@@ -474,6 +485,7 @@ impl Default for Scenario {
             projects: Vec::new(),
             faults: BTreeMap::new(),
             rate_limit: RateLimit::default(),
+            listed_twice: Vec::new(),
         }
     }
 }

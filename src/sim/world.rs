@@ -415,6 +415,11 @@ pub(crate) fn handle(
             let _ = respond(&mut g, peer, t, &req);
             Reply::Close
         }
+        (Ok(t), Some(Fault::HangAfterEffect { ms })) => {
+            let _ = respond(&mut g, peer, t, &req);
+            delay = Duration::from_millis(*ms);
+            Reply::Close
+        }
         (Ok(_), Some(Fault::Hang { ms })) => {
             delay = Duration::from_millis(*ms);
             Reply::Close
@@ -503,7 +508,9 @@ fn fault_reply(peer: Peer, route: Route, fault: &Fault) -> Reply {
         Fault::Oversized { bytes } => Reply::Oversized { bytes: *bytes },
         Fault::WrongType => Reply::json(200, &wrong_type(route)),
         // Handled by the caller; kept total for safety.
-        Fault::Latency { .. } | Fault::ResetAfterEffect => Reply::Close,
+        Fault::Latency { .. } | Fault::ResetAfterEffect | Fault::HangAfterEffect { .. } => {
+            Reply::Close
+        }
     }
 }
 
@@ -574,7 +581,10 @@ fn orchestrator(w: &mut World, t: &Target, req: &Request) -> Reply {
                 .tasks
                 .iter()
                 .filter(|t| t.stage != "done")
-                .map(|t| w.task_json(t))
+                .flat_map(|t| {
+                    let n = if w.listed_twice.contains(&t.id) { 2 } else { 1 };
+                    std::iter::repeat_n(w.task_json(t), n)
+                })
                 .collect();
             Reply::json(200, &json!({ "tasks": tasks }))
         }

@@ -71,6 +71,7 @@ impl From<PlaneFailure> for Blind {
         match f {
             PlaneFailure::Reserve => Blind::new(Unresolved::Reserve, message),
             PlaneFailure::RateLimited(_) => Blind::new(Unresolved::RateLimited, message),
+            PlaneFailure::Deadline(_) => Blind::new(Unresolved::Deadline, message),
             PlaneFailure::Failed(e) => {
                 let refusal = Refusal::of(&e);
                 let short = match (&refusal, &e.kind) {

@@ -108,6 +108,12 @@ pub fn deliver(
         }
     } else {
         for m in &due {
+            // Each call is clipped to the time left; once none is left the
+            // rest stay queued, untried (not a failed attempt).
+            if telegram.client().time_left().is_some_and(|t| t.is_zero()) {
+                log::warn!("deadline reached; the remaining messages stay queued");
+                break;
+            }
             match telegram.send(&m.text) {
                 Ok(()) => {
                     store.mark_sent(&[m.id], now)?;
@@ -128,6 +134,9 @@ pub fn deliver(
     Ok(out)
 }
 
+/// The longest `last_error` kept in the outbox.
+const MAX_ERROR: usize = 500;
+
 fn fail(
     store: &mut Sidecar,
     out: &mut Delivery,
@@ -135,7 +144,9 @@ fn fail(
     f: &crate::peers::telegram::SendFailure,
     now: OffsetDateTime,
 ) -> Result<(), SidecarError> {
-    let error = f.error.to_string();
+    // Bounded before it reaches the sidecar: a peer's body is not ours to
+    // store whole.
+    let error: String = f.error.to_string().chars().take(MAX_ERROR).collect();
     if f.permanent {
         log::error!("telegram refused message {id}; dropping it: {error}");
         store.mark_dropped(id, &error, now)?;

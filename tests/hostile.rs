@@ -1,0 +1,421 @@
+//! Hostile peers and hosts (issue "Reliability II"): each test holds one
+//! promise against a peer or a host that misbehaves on purpose. The table
+//! `HOSTILE` below names each condition, its promise and the test; it is
+//! rendered into docs/reliability.md ("Hostile conditions"), which must
+//! match (`RECONCILE_BLESS=1 cargo test --test hostile` rewrites it).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reconcile::sim::{SimProject, SimTask, sim_uuid};
+use support::*;
+
+/// Condition, promise, the test below that holds it.
+const HOSTILE: &[(&str, &str, &str)] = &[
+    (
+        "a Plane listing that never ends (a new cursor on every page)",
+        "the listing stops at `[plane] max_pages` with that project's error; the other projects' tasks still advance",
+        "endless_pagination_stops_at_max_pages_and_the_healthy_project_advances",
+    ),
+    (
+        "a task id listed twice by the orchestrator",
+        "one unit: the first entry wins, advanced and announced once, one warning naming the id",
+        "a_task_listed_twice_is_advanced_and_announced_once",
+    ),
+    (
+        "a slow Telegram (every call hangs) with 5 messages queued",
+        "each call is clipped to the time left: the tick ends within the deadline plus 1 s; unsent messages stay queued",
+        "a_slow_telegram_cannot_hold_the_tick_past_its_deadline",
+    ),
+    (
+        "control characters (newline, ESC) in stages, ids and details",
+        "escaped (`\\n`, `\\x1b`) in the text report and the log lines: one line per unit, no forged line",
+        "control_characters_from_peers_are_escaped_in_text_and_logs",
+    ),
+    (
+        "a peer echoing a secret percent-encoded or JSON-escaped",
+        "redacted in every form: stderr, report, `outbox list`, the sidecar",
+        "a_peer_echoing_the_token_encoded_never_leaks_it",
+    ),
+    (
+        "`user:password@` in a peer URL",
+        "redacted everywhere: stderr, report, `outbox list`",
+        "url_userinfo_is_redacted_everywhere",
+    ),
+    (
+        "the report written to a closed pipe or a full disk after the tick acted",
+        "no panic, the exit code is the tick's",
+        "a_closed_pipe_or_a_full_disk_never_panics_nor_changes_the_exit_code",
+    ),
+    (
+        "a symlink planted at the metrics temp file's old predictable name",
+        "never followed: the temp name is random and created exclusively",
+        "a_symlink_at_the_old_metrics_temp_name_is_not_followed",
+    ),
+];
+
+/// Project BAD (repo acme/bad), whose issue listing never ends, with one
+/// stuck task; project ET with stuck task 1.
+fn endless() -> Test {
+    let mut bad = SimProject::new(&sim_uuid(&["project", "BAD"]), "BAD", "acme/bad");
+    let issue = bad.add_issue(50, "In Progress", 2 * HOUR);
+    bad.endless_pages = true;
+    Test::new()
+        // BAD's task first: it must not hold ET's.
+        .task(
+            SimTask::new(50, "testing")
+                .repo("acme/bad")
+                .green()
+                .issue(&issue),
+        )
+        .stuck(1, "testing", "In Progress")
+        .scenario(|s| s.projects.push(bad))
+}
+
+#[test]
+fn endless_pagination_stops_at_max_pages_and_the_healthy_project_advances() {
+    let stack = endless().set("plane", "max_pages", "5").start();
+    let run = stack.tick(&["all"]);
+    run.code(1);
+    assert_eq!(run.gate_outcome(1), "advanced");
+    assert_eq!(run.gate_outcome(50), "skipped/plane_unresolved");
+    let projects = run.json()["plane"]["projects"].clone();
+    let bad = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["repo"] == "acme/bad")
+        .cloned()
+        .unwrap();
+    let error = bad["error"].as_str().unwrap_or_default();
+    assert!(error.contains("max_pages"), "{run}");
+    // One listing per project and pass, five pages each at most.
+    assert!(
+        stack.sim.count(Route::PlaneItems) <= 5 + 1,
+        "{}",
+        stack.sim.count(Route::PlaneItems)
+    );
+}
+
+#[test]
+fn a_task_listed_twice_is_advanced_and_announced_once() {
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .scenario(|s| s.listed_twice = vec![7])
+        .start();
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    assert_eq!(stack.count(Route::OrchAdvance), 1, "{run}");
+    assert_eq!(run.gate_units().len(), 1, "{run}");
+    assert_eq!(stack.messages().len(), 1, "{:?}", stack.messages());
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("more than once"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(warnings[0].contains("task 7"), "{run}");
+}
+
+#[test]
+fn a_slow_telegram_cannot_hold_the_tick_past_its_deadline() {
+    let mut t = Test::new()
+        .set("telegram", "timeout_s", "10")
+        .set("telegram", "digest_over", "10");
+    for id in 1..=5 {
+        t = t.stuck(id, "testing", "In Progress");
+    }
+    // Five unblocks, then every Telegram call hangs 10 s: 50 s unclipped.
+    let stack = t
+        .scenario(|s| s.set_always_fault(Route::TelegramSend, Some(Fault::Latency { ms: 10_000 })))
+        .start();
+    let started = Instant::now();
+    let run = stack.tick(&["gate", "--deadline", "5"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "took {took:?}:\n{run}");
+    assert_ne!(run.code, 0, "{run}");
+    assert_eq!(run.json()["notifications"]["queued"], 5, "{run}");
+    run.stderr_has("telegram");
+    assert_eq!(stack.status()["notifications_pending"], 5, "none lost");
+}
+
+#[test]
+fn control_characters_from_peers_are_escaped_in_text_and_logs() {
+    let evil = "\x1b[2J\nFORGED line\r<0>";
+    let mut task = SimTask::new(7, "testing").repo(REPO).green();
+    task.work_item_id = Some(format!("ET-7{evil}"));
+    task.gate_detail = Some(format!("ok{evil}"));
+    let mut red = SimTask::new(8, "testing").repo(REPO);
+    red.gate_detail = Some(format!("red{evil}"));
+    let stack = Test::new()
+        .task_in(task, "In Progress")
+        .task_in(red, "In Progress")
+        .start();
+    let run = stack.run(&["gate", "-v"]);
+    run.code(0);
+    for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{name} has a raw control character:\n{run}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("FORGED")),
+            "{name} has a forged line:\n{run}"
+        );
+    }
+    // One line per unit: two units, then the summary and notification lines.
+    let unit_lines = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("gate: ") && l.contains("task "))
+        .count();
+    assert_eq!(unit_lines, 2, "{run}");
+    assert!(run.stdout.contains("\\x1b[2J\\nFORGED line\\r<0>"), "{run}");
+    // history and outbox list print the same strings escaped.
+    for args in [&["history"][..], &["outbox", "list"][..]] {
+        let out = stack.run(args);
+        out.code(0);
+        assert!(
+            !out.stdout.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}:\n{out}"
+        );
+        assert!(
+            !out.stdout.lines().any(|l| l.starts_with("FORGED")),
+            "{out}"
+        );
+    }
+}
+
+/// Every form a peer may echo `secret` in.
+fn forms(secret: &str) -> Vec<String> {
+    let pct: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    vec![secret.to_string(), pct.clone(), pct.to_lowercase()]
+}
+
+#[test]
+fn a_peer_echoing_the_token_encoded_never_leaks_it() {
+    let token = Scenario_token();
+    let pct = forms(&token)[1].clone();
+    let body = format!(
+        "{{\"ok\": false, \"error_code\": 500, \"description\": \"bot {pct} and \\\"{token}\\\" broke\"}}"
+    );
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .fault(
+            Route::TelegramSend,
+            Fault::Status {
+                code: 500,
+                body: Some(body),
+                retry_after: None,
+            },
+        )
+        .start();
+    let run = stack.run(&["gate"]);
+    run.code(1);
+    let list = stack.run(&["outbox", "list", "-o", "json"]);
+    let sidecar = std::fs::read(stack.state_path()).unwrap();
+    let wal = std::fs::read(stack.state_path().with_extension("sqlite-wal")).unwrap_or_default();
+    for f in forms(&token) {
+        for (name, text) in [
+            ("stdout", &run.stdout),
+            ("stderr", &run.stderr),
+            ("outbox list", &list.stdout),
+        ] {
+            assert!(!text.contains(&f), "{name} leaks {f}:\n{run}\n{list}");
+        }
+        for bytes in [&sidecar, &wal] {
+            assert!(
+                !bytes.windows(f.len()).any(|w| w == f.as_bytes()),
+                "the sidecar holds {f}"
+            );
+        }
+    }
+    assert!(list.stdout.contains("***"), "{list}");
+}
+
+#[allow(non_snake_case)]
+fn Scenario_token() -> String {
+    reconcile::sim::Scenario::default().telegram_bot_token
+}
+
+#[test]
+fn url_userinfo_is_redacted_everywhere() {
+    let probe = Test::new().start();
+    let url = probe
+        .sim
+        .telegram_url()
+        .replace("http://", "http://bob:hunter2@");
+    drop(probe);
+    let stack = Test::new().stuck(7, "testing", "In Progress").start();
+    // The Telegram URL carries user:password and Telegram is down.
+    let config = std::fs::read_to_string(&stack.config).unwrap();
+    let config = config.replace(
+        &format!("api_url = {:?}", stack.sim.telegram_url()),
+        &format!("api_url = {url:?}"),
+    );
+    std::fs::write(&stack.config, config).unwrap();
+    let run = stack.tick(&["gate"]);
+    run.code(1);
+    let list = stack.run(&["outbox", "list"]);
+    let list_json = stack.run(&["outbox", "list", "-o", "json"]);
+    let check = stack.run(&["check"]);
+    for (name, text) in [
+        ("report", &run.stdout),
+        ("stderr", &run.stderr),
+        ("outbox list", &list.stdout),
+        ("outbox list -o json", &list_json.stdout),
+        ("check", &check.stdout),
+        ("check stderr", &check.stderr),
+    ] {
+        assert!(
+            !text.contains("hunter2"),
+            "{name} leaks the password:\n{text}"
+        );
+    }
+    assert!(list_json.stdout.contains("***@"), "{list_json}");
+}
+
+#[test]
+fn a_closed_pipe_or_a_full_disk_never_panics_nor_changes_the_exit_code() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_reconcile");
+    let acting = || {
+        Test::new()
+            .stuck(7, "testing", "In Progress")
+            .fault(Route::OrchTasks, Fault::Latency { ms: 300 })
+            .start()
+    };
+    // `reconcile -o json gate | head -c 10`: the reader is gone before the
+    // report is written.
+    let stack = acting();
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1")
+        .args([
+            "--config",
+            stack.config.to_str().unwrap(),
+            "-o",
+            "json",
+            "gate",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stack.stage(7), "review", "the tick acted");
+    // The same to /dev/full.
+    let stack = acting();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = Command::new(bin)
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["--config", stack.config.to_str().unwrap(), "gate"])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("writing to stdout"), "{stderr}");
+    assert_eq!(stack.stage(7), "review", "the tick acted");
+}
+
+#[test]
+fn a_symlink_at_the_old_metrics_temp_name_is_not_followed() {
+    use std::process::{Command, Stdio};
+    let probe = tempfile::tempdir().unwrap();
+    let prom = probe.path().join("reconcile.prom");
+    let stack = Test::new()
+        .stuck(7, "testing", "In Progress")
+        .set(
+            "metrics",
+            "textfile",
+            &format!("{:?}", prom.display().to_string()),
+        )
+        // The tick waits on its task list long enough to plant the link.
+        .fault(Route::OrchTasks, Fault::Latency { ms: 1500 })
+        .start();
+    let victim = stack.dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["--config", stack.config.to_str().unwrap(), "gate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The name the old code used: `.<name>.<pid>.tmp`.
+    let planted = probe
+        .path()
+        .join(format!(".reconcile.prom.{}.tmp", child.id()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        metrics.contains("reconcile_last_run_timestamp_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&prom)
+            .unwrap()
+            .file_type()
+            .is_file(),
+        "the textfile is a file of its own"
+    );
+}
+
+#[test]
+fn the_hostile_conditions_table_is_current() {
+    let source = include_str!("hostile.rs");
+    for (_, _, test) in HOSTILE {
+        assert!(
+            source.contains(&format!("fn {test}()")),
+            "HOSTILE names {test}, which is not a test here"
+        );
+    }
+    let mut table = String::from(
+        "## Hostile conditions\n\n\
+         Peers and hosts that misbehave on purpose, the promise that holds, and\n\
+         the test in `tests/hostile.rs` that holds it (generated from its\n\
+         `HOSTILE` table; `RECONCILE_BLESS=1 cargo test --test hostile`).\n\n\
+         | condition | promise | test |\n|---|---|---|\n",
+    );
+    for (condition, promise, test) in HOSTILE {
+        table.push_str(&format!("| {condition} | {promise} | `{test}` |\n"));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reliability.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let marker = "## Hostile conditions\n";
+    let head = doc.split(marker).next().unwrap_or("").to_string();
+    let want = format!("{head}{table}");
+    if std::env::var_os("RECONCILE_BLESS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == want,
+        "docs/reliability.md's hostile conditions are out of date; run RECONCILE_BLESS=1 cargo test --test hostile and commit it"
+    );
+}
