@@ -19,6 +19,21 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "endless_pagination_stops_at_max_pages_and_the_healthy_project_advances",
     ),
     (
+        "a Plane listing that never ends, under `--deadline 5`",
+        "the tick exits 75 within the deadline plus 1 s; the healthy project's task advances and is announced; the lock is released",
+        "endless_pagination_under_a_deadline_exits_75_in_time_and_the_healthy_project_acts",
+    ),
+    (
+        "SIGTERM while an advance is in flight",
+        "the request finishes and is recorded, no new action starts, the message stays queued, exit 75",
+        "sigterm_mid_tick_finishes_the_request_in_flight_and_exits_75",
+    ),
+    (
+        "a second SIGTERM",
+        "the process ends at once; the sidecar stays consistent",
+        "a_second_signal_ends_the_tick_at_once",
+    ),
+    (
         "a task id listed twice by the orchestrator",
         "one unit: the first entry wins, advanced and announced once, one warning naming the id",
         "a_task_listed_twice_is_advanced_and_announced_once",
@@ -70,7 +85,11 @@ fn endless() -> Test {
                 .issue(&issue),
         )
         .stuck(1, "testing", "In Progress")
-        .scenario(|s| s.projects.push(bad))
+        .scenario(|s| {
+            s.projects.push(bad);
+            // Plenty of budget: the listing, not the rate limit, is the subject.
+            s.rate_limit.remaining = i64::MAX / 2;
+        })
 }
 
 #[test]
@@ -96,6 +115,126 @@ fn endless_pagination_stops_at_max_pages_and_the_healthy_project_advances() {
         "{}",
         stack.sim.count(Route::PlaneItems)
     );
+}
+
+#[test]
+fn endless_pagination_under_a_deadline_exits_75_in_time_and_the_healthy_project_acts() {
+    let stack = endless().set("plane", "max_pages", "100000").start();
+    let started = Instant::now();
+    let run = stack.tick(&["gate", "--deadline", "5"]);
+    let took = started.elapsed();
+    run.code(75);
+    assert!(took < Duration::from_secs(6), "took {took:?}:\n{run}");
+    assert_eq!(run.gate_outcome(1), "advanced");
+    assert_eq!(run.gate_outcome(50), "deferred/deadline");
+    assert_eq!(stack.stage(1), "review");
+    assert_eq!(stack.messages().len(), 1, "announced in the reserve");
+    // The lock is free: the next tick runs at once.
+    stack.run(&["outbox", "list", "--wait-lock", "0"]).code(0);
+    stack
+        .tick(&["gate", "--deadline", "5", "--wait-lock", "0"])
+        .code(75);
+}
+
+/// Runs a gate tick in the background; returns the child once the tick
+/// has listed its tasks and its first advance (held `hold_ms` by the
+/// simulator) is in flight.
+fn tick_in_flight(stack: &Stack, hold_ms: u64) -> std::process::Child {
+    let _ = hold_ms;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1")
+        .args([
+            "--config",
+            stack.config.to_str().unwrap(),
+            "gate",
+            "-o",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while stack.count(Route::OrchTasks) < 1 {
+        assert!(start.elapsed() < Duration::from_secs(20), "no task list");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The Plane reads take milliseconds; the advance is then held.
+    std::thread::sleep(Duration::from_millis(400));
+    child
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+fn three_stuck() -> Test {
+    Test::new()
+        .stuck(1, "testing", "In Progress")
+        .stuck(2, "testing", "In Progress")
+        .stuck(3, "testing", "In Progress")
+}
+
+#[test]
+fn sigterm_mid_tick_finishes_the_request_in_flight_and_exits_75() {
+    let stack = three_stuck()
+        .fault(Route::OrchAdvance, Fault::Latency { ms: 1500 })
+        .start();
+    let child = tick_in_flight(&stack, 1500);
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a report");
+    let units = report["gate"]["units"].as_array().unwrap().clone();
+    let outcome = |id: i64| {
+        let u = units.iter().find(|u| u["task_id"] == id).unwrap();
+        format!(
+            "{}/{}",
+            u["outcome"].as_str().unwrap(),
+            u["reason"].as_str().unwrap_or("-")
+        )
+    };
+    assert_eq!(outcome(1), "advanced/-", "the request in flight finished");
+    assert_eq!(outcome(2), "deferred/signal");
+    assert_eq!(outcome(3), "deferred/signal");
+    assert_eq!(stack.count(Route::OrchAdvance), 1, "no new action");
+    assert_eq!(stack.stage(2), "testing");
+    assert_eq!(stack.count(Route::TelegramSend), 0, "messages stay queued");
+    let status = stack.status();
+    assert_eq!(status["unblocked_total"], 1, "what happened is recorded");
+    assert_eq!(status["notifications_pending"], 1);
+    assert_eq!(status["ticks_total"], 1);
+}
+
+#[test]
+fn a_second_signal_ends_the_tick_at_once() {
+    let stack = three_stuck()
+        .fault(Route::OrchAdvance, Fault::Latency { ms: 8000 })
+        .start();
+    let mut child = tick_in_flight(&stack, 8000);
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    let second = Instant::now();
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(75));
+    // The sidecar is consistent: the next tick runs and does the work.
+    stack.sim.update(|w| w.faults.clear());
+    stack.tick(&["gate"]).code(0);
+    assert_eq!(stack.status()["unblocked_total"], 3);
 }
 
 #[test]

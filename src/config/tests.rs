@@ -924,7 +924,7 @@ fn bounds_name_the_key_and_accept_their_ends() {
     // Under a shorter --deadline the reserve in use is at most half of it.
     let mut c = c;
     c.reconcile.deadline_s = 5;
-    assert_eq!(c.delivery_reserve(), Duration::from_secs(2));
+    assert_eq!(c.delivery_reserve(), Duration::from_millis(2500));
     c.telegram = None;
     assert_eq!(c.delivery_reserve(), Duration::ZERO);
     // The env overrides are bounded too, and the reserve is checked after them.

@@ -161,7 +161,8 @@ impl Config {
     /// Zero without a `[telegram]` section.
     pub fn delivery_reserve(&self) -> Duration {
         let reserve = self.telegram.as_ref().map_or(0, |t| t.delivery_reserve_s);
-        Duration::from_secs(reserve.min(self.reconcile.deadline_s / 2))
+        // Half in milliseconds: a 1 s deadline keeps 0.5 s, not 0.
+        Duration::from_secs(reserve).min(Duration::from_secs(self.reconcile.deadline_s) / 2)
     }
 
     /// Every string that must never be printed: the secrets read (none

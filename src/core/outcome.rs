@@ -24,6 +24,8 @@ pub enum Reason {
     ReplayedNoop,
     ActionCap,
     Deadline,
+    /// A stop signal (SIGTERM, SIGINT, SIGHUP) ended the tick early.
+    Signal,
     RateReserve,
     RateLimited,
 }
@@ -47,8 +49,17 @@ impl Reason {
             Reason::ReplayedNoop => "replayed_noop",
             Reason::ActionCap => "action_cap",
             Reason::Deadline => "deadline",
+            Reason::Signal => "signal",
             Reason::RateReserve => "rate_reserve",
             Reason::RateLimited => "rate_limited",
+        }
+    }
+
+    /// The log line of a tick cut short for this reason.
+    pub fn cut_message(self) -> &'static str {
+        match self {
+            Reason::Signal => "stopped by a signal",
+            _ => "deadline reached",
         }
     }
 

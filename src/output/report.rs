@@ -333,6 +333,7 @@ mod tests {
                     stage_after: Some(after.clone()),
                     notification: None,
                     failed: true,
+                    shared: None,
                 })
                 .collect();
             let plane: Vec<PlaneUnit> = units

@@ -399,10 +399,15 @@ impl Plane {
             ("X-API-Key", self.key.as_str()),
             ("Accept", "application/json"),
         ];
-        let resp = self
-            .http
-            .send(method, url, &headers, body)
-            .map_err(PlaneFailure::Failed)?;
+        // Cut by the deadline (not sent, or timed out at it): a deferral,
+        // not a failed read.
+        let resp = self.http.send(method, url, &headers, body).map_err(|e| {
+            if self.http.time_left().is_some_and(|t| t.is_zero()) {
+                PlaneFailure::Deadline(e.to_string())
+            } else {
+                PlaneFailure::Failed(e)
+            }
+        })?;
         if let Some(r) = resp.rate_remaining {
             // Threads answer out of order: keep the lowest value seen, the
             // conservative one (a window reset mid-tick only stops us early).

@@ -280,8 +280,11 @@ impl Tick<'_> {
                     loop {
                         let job = job_rx.lock().map(|rx| rx.recv());
                         let Ok(Ok((known, plane))) = job else { break };
-                        let fetched = if Instant::now() >= deadline {
-                            // No new project once the deadline passed.
+                        // No new project once Plane's share of the time is
+                        // over (or a stop signal came).
+                        let until = plane.client().deadline().unwrap_or(deadline);
+                        let fetched = if Instant::now() >= until || crate::signals::stop_requested()
+                        {
                             Fetched {
                                 project: known.project,
                                 result: Err(Blind::not_reached()),

@@ -63,7 +63,10 @@ impl Tick<'_> {
         let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
         for item in order {
             if !self.cut_by_deadline && self.past_deadline() {
-                log::warn!("deadline reached; the remaining tasks are deferred");
+                log::warn!(
+                    "{}; the remaining tasks are deferred",
+                    self.cut_reason().cut_message()
+                );
                 self.cut_by_deadline = true;
             }
             let unit = match item.map(|i| &tasks[i]) {
@@ -81,7 +84,7 @@ impl Tick<'_> {
                 },
                 Ok(task) if self.cut_by_deadline => {
                     let mut u = unit_for(task, Outcome::Deferred);
-                    u.reason = Some(Reason::Deadline);
+                    u.reason = Some(self.cut_reason());
                     u
                 }
                 Ok(task) => {
@@ -194,6 +197,10 @@ impl Tick<'_> {
                 Ok((u, None))
             }
             Verdict::Defer(reason) => {
+                // A project read the deadline stopped: the tick was cut.
+                if matches!(reason, Reason::Deadline | Reason::Signal) {
+                    self.read_cut = true;
+                }
                 let mut u = unit_for(task, Outcome::Deferred);
                 u.reason = Some(reason);
                 u.detail = blind_message;

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::core::gate::Unresolved;
+use crate::core::outcome::Reason;
 use crate::peers::http::{Client, ErrorKind, Peer};
 use crate::peers::orchestrator::Orchestrator;
 use crate::peers::plane::{Plane, PlaneFailure, Refusal};
@@ -123,6 +124,9 @@ struct Tick<'a> {
     opts: &'a Options,
     now: OffsetDateTime,
     deadline: Instant,
+    /// No action (advance, replay, PATCH) starts after this: the deadline
+    /// less the delivery reserve.
+    act_until: Instant,
     store: Store,
     orchestrator: Orchestrator,
     plane: Plane,
@@ -139,6 +143,9 @@ struct Tick<'a> {
     wanted: std::collections::BTreeSet<String>,
     last_synced: HashMap<String, Option<OffsetDateTime>>,
     cut_by_deadline: bool,
+    /// A project's read was stopped by the deadline: its units are
+    /// deferred and the tick exits 75, while the other projects' units go on.
+    read_cut: bool,
     /// Issues moved to Blocked this tick: never PATCHed twice.
     patched: std::collections::HashSet<String>,
     /// The outbox rows queued this tick and the unit each announces, so
@@ -202,7 +209,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
         cycles,
         notifications: Notifications::default(),
         requests: Requests::default(),
-        cut_by_deadline: tick.cut_by_deadline,
+        cut_by_deadline: tick.cut_by_deadline || tick.read_cut,
         delivery_ran: false,
         deduped_keys: std::mem::take(&mut tick.dedup.keys),
         snapshot: store::Snapshot {
@@ -264,6 +271,21 @@ impl<'a> Tick<'a> {
         deadline: Instant,
         store: Store,
     ) -> Tick<'a> {
+        // Delivery keeps its reserve at the end of the tick (none when
+        // nothing can be delivered).
+        let reserve = if cfg.reconcile.enabled && !opts.dry_run {
+            cfg.delivery_reserve()
+        } else {
+            Duration::ZERO
+        };
+        let act_until = deadline.checked_sub(reserve).unwrap_or(deadline);
+        // Plane reads (all of them, before any unit: the passes decide on
+        // a complete view) may use half the time actions have, so that a
+        // slow or endless project's listing can delay the other projects'
+        // units but never crowd them out (docs/reliability.md, hostile
+        // conditions).
+        let started = Instant::now();
+        let read_until = started + act_until.saturating_duration_since(started) / 2;
         let secrets = secrets(cfg);
         let client =
             |peer, timeout| Client::new(peer, timeout, secrets.clone()).with_deadline(deadline);
@@ -276,12 +298,17 @@ impl<'a> Tick<'a> {
             opts,
             now,
             deadline,
+            act_until,
             store,
             orchestrator: Orchestrator::new(
                 &cfg.orchestrator,
                 client(Peer::Orchestrator, cfg.orchestrator.timeout),
             ),
-            plane: Plane::new(&cfg.plane, client(Peer::Plane, cfg.plane.timeout)),
+            plane: Plane::new(
+                &cfg.plane,
+                Client::new(Peer::Plane, cfg.plane.timeout, secrets.clone())
+                    .with_deadline(read_until),
+            ),
             telegram,
             actions: 0,
             dedup: Dedup::default(),
@@ -290,6 +317,7 @@ impl<'a> Tick<'a> {
             wanted: std::collections::BTreeSet::new(),
             last_synced: HashMap::new(),
             cut_by_deadline: false,
+            read_cut: false,
             patched: std::collections::HashSet::new(),
             queued: Vec::new(),
         }
@@ -303,12 +331,14 @@ impl<'a> Tick<'a> {
         }
     }
 
-    /// Delivers the outbox (not in a dry run, not under the kill switch, not
-    /// past the deadline) and follows each message to its unit.
+    /// Delivers the outbox (not in a dry run, not under the kill switch,
+    /// not after a stop signal: the messages stay queued) and follows each
+    /// message to its unit. A tick the deadline cut delivers too, in the
+    /// reserve kept for it; else, when every tick is cut, messages starve.
     fn deliver(&mut self, outcome: &mut TickOutcome) -> anyhow::Result<()> {
         if !self.opts.dry_run
             && self.cfg.reconcile.enabled
-            && !self.cut_by_deadline
+            && !crate::signals::stop_requested()
             && let (Store::Live(store), Some(tg), Some(tcfg)) =
                 (&mut self.store, &self.telegram, &self.cfg.telegram)
         {
@@ -349,8 +379,19 @@ impl Tick<'_> {
         })
     }
 
+    /// No new action may start: the deadline less the delivery reserve
+    /// passed, or a stop signal came.
     fn past_deadline(&self) -> bool {
-        Instant::now() >= self.deadline
+        Instant::now() >= self.act_until || crate::signals::stop_requested()
+    }
+
+    /// Why units are cut: a signal, else the deadline.
+    fn cut_reason(&self) -> Reason {
+        if crate::signals::stop_requested() {
+            Reason::Signal
+        } else {
+            Reason::Deadline
+        }
     }
 
     /// Announce an unblock once per (key, stage, state)

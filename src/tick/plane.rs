@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{ProjectView, Slot, Tick, Unblock};
 use crate::config::Project;
-use crate::core::outcome::{Outcome, Reason};
+use crate::core::outcome::Outcome;
 use crate::core::plane::{self as plane_pass, Action, Decision, NoopMemo, Trigger, Wanted};
 use crate::core::states::StateMap;
 use crate::peers::http::{ErrorKind, PeerError};
@@ -61,7 +61,10 @@ impl Tick<'_> {
         let mut first_failure: Option<String> = None;
         for project in &projects {
             if !self.cut_by_deadline && self.past_deadline() {
-                log::warn!("deadline reached; the remaining projects are deferred");
+                log::warn!(
+                    "{}; the remaining projects are deferred",
+                    self.cut_reason().cut_message()
+                );
                 self.cut_by_deadline = true;
             }
             if self.cut_by_deadline {
@@ -70,7 +73,7 @@ impl Tick<'_> {
                     repo: project.repo.clone(),
                     error: None,
                     shared: None,
-                    deferred: Some(Reason::Deadline),
+                    deferred: Some(self.cut_reason()),
                     issues_listed: 0,
                     requests: 0,
                     last_synced_at: None,
@@ -97,6 +100,9 @@ impl Tick<'_> {
                 )?,
                 Err(b) => {
                     if b.cause.is_deferral() {
+                        if b.cause == crate::core::gate::Unresolved::Deadline {
+                            self.read_cut = true;
+                        }
                         report.deferred = Some(b.cause.reason());
                     } else {
                         unreachable += 1;
@@ -165,7 +171,10 @@ impl Tick<'_> {
                 continue;
             };
             if !self.cut_by_deadline && self.past_deadline() {
-                log::warn!("deadline reached; the remaining issues are deferred");
+                log::warn!(
+                    "{}; the remaining issues are deferred",
+                    self.cut_reason().cut_message()
+                );
                 self.cut_by_deadline = true;
             }
             let unit = if self.cut_by_deadline {
@@ -173,7 +182,7 @@ impl Tick<'_> {
                     &issue.id,
                     trigger,
                     Outcome::Deferred,
-                    Some(Reason::Deadline),
+                    Some(self.cut_reason()),
                 )
             } else {
                 let memo = memos.get(&issue.id);
