@@ -108,7 +108,7 @@ mod tests {
         /// control character: no forged line, no journald priority.
         #[test]
         fn a_record_is_one_clean_line(s in proptest::prelude::any::<String>()) {
-            let args = format_args!("F-1: task {s} failed");
+            let args = format_args!("gate: task {s} failed");
             let record = log::Record::builder().args(args).level(log::Level::Error).build();
             let l = line(&record);
             proptest::prop_assert!(!l.chars().any(char::is_control), "{:?}", l);
