@@ -58,7 +58,6 @@ impl Tick<'_> {
             projects.rotate_left(at);
         }
         let mut unreachable = 0;
-        let mut first_failure: Option<String> = None;
         for project in &projects {
             if !self.cut_by_deadline && self.past_deadline() {
                 log::warn!(
@@ -106,7 +105,6 @@ impl Tick<'_> {
                         report.deferred = Some(b.cause.reason());
                     } else {
                         unreachable += 1;
-                        first_failure.get_or_insert_with(|| b.message.clone());
                         log::error!("plane: project {} failed: {}", project.repo, b.message);
                         report.shared = b.shared(&project.repo);
                         report.error = Some(match b.refusal {
@@ -126,12 +124,10 @@ impl Tick<'_> {
         if !projects.is_empty() && unreachable == projects.len() {
             pass.ran = false;
             pass.reason = Some("unavailable");
-            // Say what failed (the states, the listing, a stopped
-            // listing …): the first project's own error.
-            pass.error = Some(format!(
-                "the Plane read of every project failed; first: {}",
-                first_failure.unwrap_or_default()
-            ));
+            // Not "the states": the listing (or a stopped one) may be
+            // what failed; each project's error says which.
+            pass.error =
+                Some("the Plane read of every project failed (see each project's error)".into());
         }
         Ok(pass)
     }
