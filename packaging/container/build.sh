@@ -45,7 +45,7 @@ if [ -z "$engine" ]; then
     elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         say "container: no podman, no docker daemon: installing podman and runc (Debian packages)"
         if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq --no-install-recommends podman runc; } >/tmp/reconcile-podman-install.log 2>&1; then
+            apt-get install -y -qq podman runc; } >/tmp/reconcile-podman-install.log 2>&1; then
             tail -n 20 /tmp/reconcile-podman-install.log >&2
             skip_or_fail "podman could not be installed (log above)"
         fi
