@@ -34,6 +34,16 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "a_second_signal_ends_the_tick_at_once",
     ),
     (
+        "a kill -9 while the advance POST is in flight (the orchestrator advanced, the answer never came)",
+        "the intent committed before the request makes the next tick find the stage moved: announced exactly once",
+        "kill.rs: killed_while_the_advance_post_is_in_flight_announces_once",
+    ),
+    (
+        "a kill -9 while the webhook replay is in flight",
+        "the next tick re-reads the issue's task and announces the unblock exactly once",
+        "kill.rs: killed_while_the_replay_is_in_flight_announces_once",
+    ),
+    (
         "a task id listed twice by the orchestrator",
         "one unit: the first entry wins, advanced and announced once, one warning naming the id",
         "a_task_listed_twice_is_advanced_and_announced_once",
@@ -527,17 +537,20 @@ fn a_symlink_at_the_old_metrics_temp_name_is_not_followed() {
 
 #[test]
 fn the_hostile_conditions_table_is_current() {
-    let source = include_str!("hostile.rs");
     for (_, _, test) in HOSTILE {
+        let (source, name) = match test.strip_prefix("kill.rs: ") {
+            Some(name) => (include_str!("kill.rs"), name),
+            None => (include_str!("hostile.rs"), *test),
+        };
         assert!(
-            source.contains(&format!("fn {test}()")),
-            "HOSTILE names {test}, which is not a test here"
+            source.contains(&format!("fn {name}()")),
+            "HOSTILE names {test}, which is not a test there"
         );
     }
     let mut table = String::from(
         "## Hostile conditions\n\n\
          Peers and hosts that misbehave on purpose, the promise that holds, and\n\
-         the test in `tests/hostile.rs` that holds it (generated from its\n\
+         the test that holds it, in `tests/hostile.rs` unless named (generated from its\n\
          `HOSTILE` table; `RECONCILE_BLESS=1 cargo test --test hostile`).\n\n\
          | condition | promise | test |\n|---|---|---|\n",
     );

@@ -99,3 +99,46 @@ fn killed_while_holding_the_lock_leaves_no_stale_lock() {
     assert_consistent(&stack);
     assert_eq!(stack.messages().len(), 2);
 }
+
+#[test]
+fn killed_while_the_advance_post_is_in_flight_announces_once() {
+    // The orchestrator advances task 1 and holds its answer: the tick dies
+    // with the effect done and unknown to it. Its intent was committed
+    // before the request, so the next tick finds the stage moved.
+    let stack = two_stuck()
+        .fault(Route::OrchAdvance, Fault::HangAfterEffect { ms: 30_000 })
+        .start();
+    stack.kill_at(&["gate"], Route::OrchAdvance, 1);
+    assert_eq!(stack.stage(1), "review", "the advance happened");
+    assert!(stack.messages().is_empty());
+    assert_consistent(&stack);
+    let mut messages = stack.messages();
+    messages.sort();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("ET-1") && messages[1].contains("ET-2"));
+    // Exactly once: a further tick announces nothing more.
+    stack.tick(&["gate"]).code(0);
+    assert_eq!(stack.messages().len(), 2, "{:?}", stack.messages());
+}
+
+#[test]
+fn killed_while_the_replay_is_in_flight_announces_once() {
+    // The lost Approved verdict is replayed; the orchestrator applies it
+    // and holds its answer while the tick is killed.
+    let stack = Test::new()
+        .issue_with_task(3, "Approved", "review")
+        .fault(Route::OrchWebhook, Fault::HangAfterEffect { ms: 30_000 })
+        .start();
+    stack.kill_at(&["plane"], Route::OrchWebhook, 1);
+    assert_ne!(stack.stage(3), "review", "the replay took effect");
+    assert!(stack.messages().is_empty());
+    stack.tick(&["plane"]).code(0);
+    let status = stack.status();
+    assert_eq!(status["unblocked_total"], 1, "{status}");
+    assert_eq!(status["notifications_pending"], 0, "{status}");
+    let messages = stack.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("ET-3"), "{messages:?}");
+    stack.tick(&["plane"]).code(0);
+    assert_eq!(stack.messages().len(), 1, "{:?}", stack.messages());
+}

@@ -10,7 +10,13 @@ use super::errors::{Result, SidecarError, SidecarErrorKind};
 
 /// Schema migrations, oldest first; entry `i` takes `user_version` from `i`
 /// to `i + 1`. Append new versions; never edit a released one.
-const MIGRATIONS: &[&str] = &[MIGRATION_V1, MIGRATION_V2, MIGRATION_V3, MIGRATION_V4];
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_V1,
+    MIGRATION_V2,
+    MIGRATION_V3,
+    MIGRATION_V4,
+    super::intents::MIGRATION_V5,
+];
 
 /// The schema version this binary writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -42,6 +42,8 @@ impl Tick<'_> {
                 tasks.len() - 1
             }));
         }
+        // Actions an earlier tick left unconfirmed, before any new one.
+        self.recheck_gate_intents(&tasks)?;
         self.prefetch_for_gate(&tasks)?;
         // Start where the action cap stopped the last tick.
         if let Some(cursor) = self.cursor("gate")?
@@ -241,7 +243,17 @@ impl Tick<'_> {
         task: &Task,
         state_uuid: Option<String>,
     ) -> anyhow::Result<(GateUnit, Option<i64>)> {
-        match self.orchestrator.advance(task.id, &task.stage) {
+        let unit = format!("gate:{}", task.id);
+        self.begin_intent(&unit, &task.stage, &gate_unblock(task, state_uuid.clone()))?;
+        let result = self.orchestrator.advance(task.id, &task.stage);
+        // A transport error leaves the effect unknown: the intent stays for
+        // the next tick to re-check. Any answer resolves it.
+        match &result {
+            Ok(Advance::Advanced { .. }) => self.resolving = Some(unit),
+            Err(e) if e.status().is_none() => {}
+            _ => self.end_intent(&unit)?,
+        }
+        match result {
             Ok(Advance::Advanced {
                 stage_after,
                 detail,

@@ -21,6 +21,7 @@ use crate::store::{self, Handle as Store, Sidecar, SidecarReader, TickLock};
 mod cycles;
 mod fetch;
 mod gate;
+mod intents;
 pub mod notify;
 pub mod outcome;
 mod plane;
@@ -151,6 +152,8 @@ struct Tick<'a> {
     /// The outbox rows queued this tick and the unit each announces, so
     /// that delivery results reach the units they belong to.
     queued: Vec<(i64, Slot)>,
+    /// The intent the next recorded unblock resolves (docs/reliability.md).
+    resolving: Option<String>,
 }
 
 /// The tick's de-dup memory (docs/decisions.md, de-dup).
@@ -320,6 +323,7 @@ impl<'a> Tick<'a> {
             read_cut: false,
             patched: std::collections::HashSet::new(),
             queued: Vec::new(),
+            resolving: None,
         }
     }
 
@@ -408,6 +412,9 @@ impl Tick<'_> {
             },
         };
         if store::is_duplicate(last.as_ref(), u.stage, u.state_uuid.as_deref()) {
+            if let Some(unit) = self.resolving.take() {
+                self.end_intent(&unit)?;
+            }
             self.dedup.keys.push(u.key.clone());
             return Ok((Notification::Deduped, None));
         }
@@ -432,7 +439,7 @@ impl Tick<'_> {
         match &mut self.store {
             Store::Live(store) => {
                 let rec = store
-                    .record_unblock(
+                    .record_unblock_resolving(
                         &store::Unblock {
                             key: u.key.clone(),
                             pass: u.pass,
@@ -445,6 +452,7 @@ impl Tick<'_> {
                             text,
                             queue,
                         },
+                        self.resolving.take().as_deref(),
                         self.now,
                     )
                     .context("recording an unblock")?;

@@ -28,6 +28,8 @@ impl Tick<'_> {
             pass.reason = Some("disabled");
             return Ok(pass);
         }
+        // Replays an earlier tick left unconfirmed, before any new one.
+        self.recheck_plane_intents()?;
         let config = self.cfg;
         // One pass per Plane project, even when several repos share it.
         let mut projects: Vec<&Project> = Vec::new();
@@ -268,7 +270,17 @@ impl Tick<'_> {
         let issue = &self.full_issue(project, issue)?;
         let workspace = issue.raw.get("workspace").cloned().unwrap_or(Value::Null);
         let body = replay_body(project, states, issue, state, workspace);
+        let intent = format!("plane:{}", issue.id);
+        let stage = announced_stage(action, task.as_ref());
+        let before = task.as_ref();
+        let planned = plane_unblock(action, &issue.id, state, before, before, &stage);
+        self.begin_intent(&intent, before.map_or("", |t| t.stage.as_str()), &planned)?;
         if let Err(e) = self.orchestrator.replay(&body) {
+            // An answer resolves the intent; a transport error leaves the
+            // effect unknown, for the next tick to re-check.
+            if e.status().is_some() {
+                self.end_intent(&intent)?;
+            }
             unit.outcome = Outcome::Error;
             unit.detail = Some(format!("replay failed, its effect is unknown: {e}"));
             unit.failed = true;
@@ -286,6 +298,14 @@ impl Tick<'_> {
             }
         };
         unit.outcome = plane_pass::confirm(action, task.as_ref(), after.as_ref());
+        if matches!(
+            unit.outcome,
+            Outcome::Started | Outcome::Resumed | Outcome::VerdictApplied
+        ) {
+            self.resolving = Some(intent);
+        } else {
+            self.end_intent(&intent)?;
+        }
         // Remember a no-op with the task as it is after the replay (its
         // handler may have touched it); an effect re-arms the issue.
         if let store::Handle::Live(s) = &mut self.store {
