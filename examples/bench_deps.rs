@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use reconcile::core::deps::{DepGraph, Readiness};
-use reconcile::peers::orchestrator::{Dependency, Task};
+use reconcile::core::task::{Dependency, Task};
 
 const RUNS: usize = 15;
 

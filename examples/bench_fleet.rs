@@ -29,14 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use reconcile::config::{self, Config};
 use reconcile::core::deps::DepGraph;
 use reconcile::core::gate::{self, PlaneView};
 use reconcile::core::outcome::Verdict;
 use reconcile::core::states::{PlaneState, StateMap};
-use reconcile::peers::orchestrator::{Dependency, Task};
+use reconcile::core::task::{Dependency, Task};
+use reconcile::harness::{self as config, Config};
+use reconcile::harness::{self as tick, TickCommand, TickOptions as Options};
 use reconcile::sim::{Fault, Peer, Route, Scenario, SimProject, SimTask, Simulator, sim_uuid};
-use reconcile::tick::{self, Command as TickCommand, Options};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -423,7 +423,7 @@ struct Replay {
 fn replay(files: &Files) -> anyhow::Result<Replay> {
     let sim = Simulator::start(scenario(0))?;
     let path = files.config(&sim, "replay", "")?;
-    let cfg = config::load_with_env(&path, true, &|_| None)?;
+    let cfg = config::load_config(&path, true, &|_| None)?;
     let opts = Options {
         command: TickCommand::All,
         dry_run: false,
@@ -447,7 +447,7 @@ fn replay(files: &Files) -> anyhow::Result<Replay> {
         }
         sim.clear_requests();
         let t = Instant::now();
-        let report = tick::run_at(&cfg, &opts, now)?;
+        let report = tick::run_tick_at(&cfg, &opts, now)?;
         r.walls.push(t.elapsed());
         let plane = sim.count_peer(Peer::Plane);
         r.items += sim.count(Route::PlaneItem);
@@ -540,7 +540,7 @@ fn to_task(t: &SimTask, all: &HashMap<i64, &SimTask>) -> Task {
 /// Everything the gate pass decides for 5,000 tasks, no I/O: the tasks, every
 /// project's StateMap and issue index, the DepGraph, `gate::decide` each.
 fn decide_all(f: &Facts, now: OffsetDateTime) -> (usize, Duration) {
-    let cfg = reconcile::config::Reconcile::default();
+    let cfg = reconcile::harness::Reconcile::default();
     let by_id: HashMap<i64, &SimTask> = f.sim_tasks.iter().map(|t| (t.id, t)).collect();
     let tasks: Vec<Task> = f.sim_tasks.iter().map(|t| to_task(t, &by_id)).collect();
     let names = Default::default();
@@ -766,7 +766,7 @@ fn main() -> anyhow::Result<()> {
     let sim = Simulator::start(scenario(0))?;
     let path = files.config(&sim, "kill", "")?;
     let off = |k: &str| (k == "ORCH_RECONCILE_ENABLED").then(|| "false".to_string());
-    let cfg: Config = config::load_with_env(&path, true, &off)?;
+    let cfg: Config = config::load_config(&path, true, &off)?;
     let opts = Options {
         command: TickCommand::All,
         dry_run: false,
@@ -775,7 +775,7 @@ fn main() -> anyhow::Result<()> {
     let mut walls = Vec::new();
     for _ in 0..KILL_RUNS {
         let t = Instant::now();
-        tick::run(&cfg, &opts)?;
+        tick::run_tick(&cfg, &opts)?;
         walls.push(t.elapsed());
     }
     let mut procs = Vec::new();

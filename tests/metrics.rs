@@ -510,7 +510,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 #[test]
 fn the_dashboard_and_the_alert_rules_use_only_series_the_tool_writes() {
     let written = families(&full_textfile().0);
-    let listed: BTreeSet<String> = reconcile::output::metrics::SERIES
+    let listed: BTreeSet<String> = reconcile::harness::METRIC_SERIES
         .iter()
         .map(|(name, _, _)| name.split('{').next().unwrap().to_string())
         .collect();
@@ -610,7 +610,7 @@ fn the_dashboard_and_the_alert_rules_use_only_series_the_tool_writes() {
 #[test]
 fn the_readme_lists_every_series_with_its_type() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for (name, kind, _) in reconcile::output::metrics::SERIES {
+    for (name, kind, _) in reconcile::harness::METRIC_SERIES {
         assert!(
             readme.contains(&format!("| `{name}` | {kind} |")),
             "README.md's Metrics table lacks `{name}` ({kind})"

@@ -238,8 +238,9 @@ fn forget_makes_the_next_identical_unblock_announced_again() {
 fn writing_commands_respect_a_running_tick_s_lock() {
     let stack = Test::new().stuck(7, "testing", "In Progress").start();
     stack.tick(&["gate"]).code(0);
-    let _held = reconcile::store::TickLock::acquire(&stack.state_path(), std::time::Duration::ZERO)
-        .unwrap();
+    let _held =
+        reconcile::harness::TickLock::acquire(&stack.state_path(), std::time::Duration::ZERO)
+            .unwrap();
     let run = stack.run(&["forget", "ET-7"]);
     run.code(75).stdout_empty();
     stack.run(&["outbox", "drop", "1"]).code(75);

@@ -213,7 +213,7 @@ fn check_probes_the_read_only_endpoints_and_names_one_outside_the_document() {
 
 #[test]
 fn check_s_field_tables_are_the_document_s_schemas() {
-    use reconcile::cmd::conformance::{DEPENDENCY, GATE_RESULT, Kind, TASK};
+    use reconcile::harness::{DEPENDENCY, FieldKind as Kind, GATE_RESULT, TASK};
     let schemas = &spec().doc()["components"]["schemas"];
     for (name, table) in [
         ("Task", TASK),

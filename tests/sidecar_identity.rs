@@ -166,7 +166,7 @@ fn a_symlink_to_the_sidecar_shares_its_lock() {
 
     {
         // A tick through the real path holds the lock…
-        let _held = reconcile::store::TickLock::acquire(&real, Duration::ZERO).unwrap();
+        let _held = reconcile::harness::TickLock::acquire(&real, Duration::ZERO).unwrap();
         // …so a tick through the link must wait, and acts on nothing.
         let run = stack.run(&["--state", link_arg, "gate"]);
         run.code(75).stdout_empty().stderr_has("lock");
@@ -174,7 +174,7 @@ fn a_symlink_to_the_sidecar_shares_its_lock() {
     }
     {
         // The other way round: held through the link, refused on the path.
-        let _held = reconcile::store::TickLock::acquire(&link, Duration::ZERO).unwrap();
+        let _held = reconcile::harness::TickLock::acquire(&link, Duration::ZERO).unwrap();
         stack.run(&["gate"]).code(75);
         assert_eq!(stack.count(Route::OrchAdvance), 0);
     }
@@ -207,7 +207,7 @@ fn a_symlinked_directory_and_a_not_yet_created_sidecar_share_the_lock() {
     // Neither file exists yet: the first tick creates it.
     let real = real_dir.join("state.sqlite");
     let via_alias: PathBuf = alias_dir.join("state.sqlite");
-    let _held = reconcile::store::TickLock::acquire(&real, Duration::ZERO).unwrap();
+    let _held = reconcile::harness::TickLock::acquire(&real, Duration::ZERO).unwrap();
     stack
         .run(&["--state", via_alias.to_str().unwrap(), "gate"])
         .code(75);
@@ -441,7 +441,7 @@ fn a_full_disk_names_the_sidecar_and_the_cause() {
     };
     let path = disk.0.join("state.sqlite");
     let arg = path.to_str().unwrap();
-    reconcile::store::Sidecar::open(&path)
+    reconcile::harness::Sidecar::open(&path)
         .unwrap()
         .close()
         .unwrap();

@@ -21,13 +21,27 @@ use crate::config::ConfigError;
 use crate::store::{self, LockBusy, Sidecar, SidecarError, SidecarReader, TickLock};
 use crate::tick::Command as TickCommand;
 
-pub const EX_UNAVAILABLE: u8 = 69;
 pub const EX_IOERR: u8 = 74;
 pub const EX_TEMPFAIL: u8 = 75;
 pub const EX_CONFIG: u8 = 78;
 
+/// Prints an error that stopped the tool before a report, once, on one
+/// line with its context chain, and gives its exit code. Never a secret
+/// (the layers below redact before they build an error); peer text that
+/// reached it is escaped, so it cannot forge log lines.
+pub fn fail(err: &anyhow::Error) -> ExitCode {
+    use std::io::Write as _;
+    let text = format!("{err:#}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "reconcile: {}",
+        crate::output::escape(&text)
+    );
+    ExitCode::from(exit_code_for(err))
+}
+
 /// The exit code of an error that stopped the tool before a report.
-pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<ConfigError>() {
             return EX_CONFIG;

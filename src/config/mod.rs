@@ -12,7 +12,6 @@ mod types;
 
 use std::path::Path;
 
-pub use env::{parse_env_bool, parse_grace_overrides_json, parse_python_int};
 pub use types::*;
 
 /// The config file when neither `--config` nor `$RECONCILE_CONFIG` names

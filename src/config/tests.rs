@@ -1,5 +1,6 @@
 //! Unit tests of the loader: the file, the environment, the secrets.
 
+use super::env::{parse_env_bool, parse_grace_overrides_json, parse_python_int};
 use super::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};

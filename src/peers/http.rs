@@ -54,13 +54,6 @@ pub enum ErrorKind {
 }
 
 impl PeerError {
-    pub fn status(&self) -> Option<u16> {
-        match self.kind {
-            ErrorKind::Status { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-
     pub fn retry_after(&self) -> Option<u64> {
         match self.kind {
             ErrorKind::Status { retry_after, .. } => retry_after,
@@ -92,7 +85,6 @@ pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
     pub rate_remaining: Option<i64>,
-    pub rate_reset: Option<i64>,
     pub retry_after: Option<u64>,
 }
 
@@ -335,7 +327,6 @@ impl Client {
                 .map(|s| s.trim().to_string())
         };
         let rate_remaining = header("x-ratelimit-remaining").and_then(|v| v.parse().ok());
-        let rate_reset = header("x-ratelimit-reset").and_then(|v| v.parse().ok());
         let retry_after = header("retry-after").and_then(|v| v.parse().ok());
         let status = resp.status().as_u16();
         // A declared length over the cap fails at once, before any reading.
@@ -360,7 +351,6 @@ impl Client {
             status,
             body,
             rate_remaining,
-            rate_reset,
             retry_after,
         })
     }

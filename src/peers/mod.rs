@@ -3,5 +3,3 @@ pub mod http;
 pub mod orchestrator;
 pub mod plane;
 pub mod telegram;
-
-pub use http::{Peer, PeerError};

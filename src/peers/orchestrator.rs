@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-pub use crate::core::task::{Dependency, Task};
+pub use crate::core::task::Task;
 
 use super::http::{Client, PeerError};
 use crate::config::Secret;

@@ -573,24 +573,6 @@ impl Plane {
         Ok(out)
     }
 
-    pub fn issue(&self, project: &str, issue_id: &str) -> Result<Issue, PlaneFailure> {
-        let url = format!(
-            "{}/{}/{}/{}/",
-            self.base,
-            seg(project),
-            self.items_path,
-            seg(issue_id)
-        );
-        let v = self.call("GET", &url, None)?;
-        Issue::from_value(v).map_err(|e| {
-            PlaneFailure::Failed(PeerError {
-                peer: self.http.peer(),
-                endpoint: self.http.redact(&format!("GET {url}")),
-                kind: super::http::ErrorKind::Body(e),
-            })
-        })
-    }
-
     pub fn set_state(
         &self,
         project: &str,

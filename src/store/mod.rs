@@ -40,17 +40,15 @@ mod schema;
 mod tests;
 mod ticks;
 
-pub use cache::{Mirror, MirrorIssue, MirrorSync};
-pub use cycles::KnownCycle;
-pub use dedup::{Pass, RecordedUnblock, Unblock, is_duplicate};
+pub use cache::{Mirror, MirrorIssue};
+pub use dedup::{Pass, Unblock, is_duplicate};
 pub use errors::{LockBusy, LockError, Result, SidecarError, SidecarErrorKind};
 pub use file::refuse_special;
 pub use intents::{Intent, intent_time};
 pub use lock::{TickLock, lock_path};
 pub use metrics::{REQUESTS_TOTAL, SeriesKey, TICKS_TOTAL, UNITS_TOTAL};
-pub use outbox::{MAX_ATTEMPTS, MessageKind, OutboxMessage, OutboxStatus};
-pub use schema::SCHEMA_VERSION;
-pub use ticks::{HistoryRow, RETENTION, SKIP_COUNT_PREFIX, Snapshot, TickRecord, TickRow};
+pub use outbox::{OutboxMessage, OutboxStatus};
+pub use ticks::{HistoryRow, Snapshot, TickRecord, TickRow};
 
 use file::{FileStamp, check_parent, file_uri, read_header, sidecar_file};
 use schema::{check_version, user_version};
@@ -75,7 +73,7 @@ pub fn format_ts(t: OffsetDateTime) -> String {
 /// A write through a reader does not compile:
 ///
 /// ```compile_fail
-/// fn forget(reader: &mut reconcile::store::SidecarReader) {
+/// fn forget(reader: &mut reconcile::harness::SidecarReader) {
 ///     let _ = reader.forget("ET-1");
 /// }
 /// ```
@@ -83,7 +81,7 @@ pub fn format_ts(t: OffsetDateTime) -> String {
 /// while the same call on a live sidecar does:
 ///
 /// ```
-/// fn forget(live: &mut reconcile::store::Sidecar) {
+/// fn forget(live: &mut reconcile::harness::Sidecar) {
 ///     let _ = live.forget("ET-1");
 /// }
 /// ```

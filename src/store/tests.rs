@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use super::dedup::*;
 use super::file::SQLITE_MAGIC;
 use super::outbox::*;
+use super::schema::SCHEMA_VERSION;
 use super::ticks::*;
 use rusqlite::Connection;
 use std::time::Instant;
