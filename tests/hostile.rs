@@ -44,6 +44,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "kill.rs: killed_while_the_replay_is_in_flight_announces_once",
     ),
     (
+        "the Plane issue listing fails for every project (the states read fine)",
+        "the error says the Plane read failed and each project's error names the listing, never that the states were unreachable",
+        "a_failed_listing_is_not_called_unreachable_states",
+    ),
+    (
         "a task id listed twice by the orchestrator",
         "one unit: the first entry wins, advanced and announced once, one warning naming the id",
         "a_task_listed_twice_is_advanced_and_announced_once",
@@ -245,6 +250,28 @@ fn a_second_signal_ends_the_tick_at_once() {
     stack.sim.update(|w| w.faults.clear());
     stack.tick(&["gate"]).code(0);
     assert_eq!(stack.status()["unblocked_total"], 3);
+}
+
+#[test]
+fn a_failed_listing_is_not_called_unreachable_states() {
+    let stack = Test::new()
+        .issue_with_task(3, "Approved", "review")
+        .scenario(|s| s.set_always_fault(Route::PlaneItems, Some(Fault::status(500))))
+        .start();
+    let run = stack.tick(&["plane"]);
+    let report = run.json();
+    let error = report["plane"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!error.contains("states"), "{run}");
+    assert!(error.contains("every project"), "{run}");
+    let project_error = report["plane"]["projects"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(project_error.contains("work-items"), "{run}");
+    assert!(!run.stdout.contains("states of every project"), "{run}");
 }
 
 #[test]
