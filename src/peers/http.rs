@@ -54,6 +54,14 @@ pub enum ErrorKind {
 }
 
 impl PeerError {
+    /// The HTTP status the peer answered, when it answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            ErrorKind::Status { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
     pub fn retry_after(&self) -> Option<u64> {
         match self.kind {
             ErrorKind::Status { retry_after, .. } => retry_after,
