@@ -55,7 +55,7 @@ pub fn init(verbose: u8, quiet: u8) {
 /// drive the terminal.
 fn line(record: &log::Record<'_>) -> String {
     let text = record.args().to_string();
-    crate::output::escape(&text).into_owned()
+    crate::core::text::escape(&text).into_owned()
 }
 
 /// The HTTP stack logs URLs and raw headers at debug and trace, and those

@@ -7,4 +7,5 @@ pub mod outcome;
 pub mod plane;
 pub mod states;
 pub mod task;
+pub mod text;
 pub mod timestamp;

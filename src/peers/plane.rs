@@ -192,7 +192,7 @@ impl std::fmt::Display for Stop {
             Stop::RepeatedCursor(c) => write!(
                 f,
                 "the listing repeats cursor {:?}; stopped instead of looping",
-                crate::output::escape(c)
+                crate::core::text::escape(c)
             ),
             Stop::TooManyPages(n) => write!(
                 f,

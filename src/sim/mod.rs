@@ -18,6 +18,7 @@
 //! ```
 
 mod http;
+mod orchestrator;
 mod plane;
 mod scenario;
 mod world;

@@ -238,7 +238,7 @@ pub struct TickOutcome {
 
 impl TickOutcome {
     /// The exit code; when several apply the first wins: 69, 75, 1, 0
-    /// (78 and 74 stop a tick before it has an outcome). docs/reference.md,
+    /// (78 and 74 stop a tick before it has an outcome). docs/report.md,
     /// exit codes.
     pub fn exit_code(&self) -> u8 {
         if self.gate.error.is_some() || self.plane.error.is_some() {
