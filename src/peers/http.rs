@@ -455,7 +455,7 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 pub fn secret_forms(secrets: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in secrets.into_iter().filter(|s| !s.is_empty()) {
-        let upper = percent_encode(&s);
+        let upper = encode(&s);
         let forms = [
             upper.clone(),
             percent_lower(&upper),
@@ -475,16 +475,18 @@ pub fn secret_forms(secrets: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// RFC 3986's unreserved characters stay; every other byte is encoded.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query value or a path segment (upper-case hex): ids
+/// come from peers, and one holding `/`, `?` or `..` must not reach another
+/// endpoint.
+pub fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// Lower-case hex digits after each `%` of an upper-case encoding.

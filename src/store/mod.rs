@@ -23,8 +23,6 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use time::OffsetDateTime;
-use time::format_description::BorrowedFormatItem;
-use time::macros::format_description;
 
 mod cache;
 mod cycles;
@@ -56,14 +54,10 @@ use schema::{check_version, user_version};
 /// SQLite busy timeout (a `status` reader can briefly hold a lock).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const TS_FORMAT: &[BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-
 /// RFC 3339 UTC with whole seconds ("2026-11-27T10:00:00Z"): the one format
 /// the sidecar stores. Fixed width, so TEXT comparison is time order.
 pub fn format_ts(t: OffsetDateTime) -> String {
-    let utc = t.to_offset(time::UtcOffset::UTC);
-    utc.format(TS_FORMAT).unwrap_or_else(|_| utc.to_string())
+    crate::core::timestamp::format(t)
 }
 
 /// A sidecar opened for reading only: it has no write methods. Dry-run,
