@@ -51,20 +51,14 @@ pub enum Unresolved {
 }
 
 impl Unresolved {
-    /// The budget or the clock, not a failure: the unit is deferred.
-    pub fn is_deferral(self) -> bool {
-        matches!(
-            self,
-            Unresolved::Reserve | Unresolved::RateLimited | Unresolved::Deadline
-        )
-    }
-
-    /// The deferral reason of such a cause.
-    pub fn reason(self) -> Reason {
+    /// The budget or the clock, not a failure: the unit is deferred, with
+    /// this reason. `None` for the causes that are not deferrals.
+    pub fn deferral(self) -> Option<Reason> {
         match self {
-            Unresolved::RateLimited => Reason::RateLimited,
-            Unresolved::Deadline => Reason::Deadline,
-            _ => Reason::RateReserve,
+            Unresolved::Reserve => Some(Reason::RateReserve),
+            Unresolved::RateLimited => Some(Reason::RateLimited),
+            Unresolved::Deadline => Some(Reason::Deadline),
+            Unresolved::NotAsked | Unresolved::ReadFailed => None,
         }
     }
 }
@@ -149,7 +143,7 @@ pub fn plane_guards(view: &PlaneView, cfg: &Reconcile) -> Verdict {
         }
         // The escape hatch for a Plane outage: go on without Guard 2.
         PlaneView::Unresolved(_) if !cfg.skip_blocked_enabled => Verdict::Proceed,
-        PlaneView::Unresolved(u) if u.is_deferral() => Verdict::Defer(u.reason()),
+        PlaneView::Unresolved(u) if let Some(r) = u.deferral() => Verdict::Defer(r),
         PlaneView::Unresolved(_) => Verdict::Skip(Reason::PlaneUnresolved),
     }
 }

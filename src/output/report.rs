@@ -12,7 +12,8 @@ use crate::config::Reconcile;
 use crate::core::timestamp;
 use crate::store::Snapshot;
 use crate::tick::outcome::{
-    CycleReport, GatePass, Notifications, PlanePass, Requests, SharedCause, TickOutcome, count_key,
+    CycleReport, GatePass, NotRun, Notifications, PlanePass, Requests, SharedCause, TickOutcome,
+    count_key,
 };
 
 /// The status snapshot (`reconcile status`) as of the end of the tick.
@@ -193,7 +194,7 @@ impl Report {
             }
         }
         for c in &self.cycles {
-            let _ = write!(out, "cycle: {} {}", c.outcome, esc(&c.cycle));
+            let _ = write!(out, "cycle: {} {}", c.outcome.as_str(), esc(&c.cycle));
             if !c.blocked.is_empty() {
                 let _ = write!(out, " [moved to Blocked: {}]", esc(&c.blocked.join(", ")));
             }
@@ -230,7 +231,7 @@ impl Report {
             out.push_str(&pass_line(
                 "gate",
                 self.gate.ran,
-                self.gate.reason,
+                self.gate.reason.map(NotRun::as_str),
                 &self.gate.error,
                 self.gate
                     .units
@@ -243,7 +244,7 @@ impl Report {
             out.push_str(&pass_line(
                 "plane",
                 self.plane.ran,
-                self.plane.reason,
+                self.plane.reason.map(NotRun::as_str),
                 &self.plane.error,
                 self.plane
                     .units

@@ -10,7 +10,7 @@ use crate::core::deps::{Cycle, DepGraph};
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::PlaneFailure;
 use crate::tick::notify;
-use crate::tick::outcome::CycleReport;
+use crate::tick::outcome::{CycleOutcome, CycleReport};
 
 impl Tick<'_> {
     pub(super) fn cycle_backstop(
@@ -32,15 +32,15 @@ impl Tick<'_> {
             let mut report = CycleReport {
                 members,
                 cycle: rendered.clone(),
-                outcome: "known",
+                outcome: CycleOutcome::Known,
                 blocked: Vec::new(),
                 error: None,
             };
             if !known.contains(&cycle.key) {
                 report.outcome = if self.opts.dry_run {
-                    "would_alert"
+                    CycleOutcome::WouldAlert
                 } else {
-                    "alerted"
+                    CycleOutcome::Alerted
                 };
                 if let Store::Live(store) = &mut self.store {
                     let template = self

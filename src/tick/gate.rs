@@ -8,7 +8,7 @@ use crate::core::outcome::{Outcome, Reason, Verdict};
 use crate::peers::orchestrator::{Advance, BadTask, Task};
 use crate::store;
 use crate::tick::Command;
-use crate::tick::outcome::{CycleReport, GatePass, GateUnit, SharedCause};
+use crate::tick::outcome::{CycleReport, GatePass, GateUnit, NotRun, SharedCause};
 
 impl Tick<'_> {
     /// The gate pass over the orchestrator's task list.
@@ -19,7 +19,7 @@ impl Tick<'_> {
         };
         if !self.cfg.reconcile.enabled {
             pass.ran = false;
-            pass.reason = Some("disabled");
+            pass.reason = Some(NotRun::Disabled);
             return Ok((pass, Vec::new()));
         }
         let list = match self.orchestrator.tasks() {
@@ -27,7 +27,7 @@ impl Tick<'_> {
             Err(e) => {
                 log::error!("gate pass cannot start: {e}");
                 pass.ran = false;
-                pass.reason = Some("unavailable");
+                pass.reason = Some(NotRun::Unavailable);
                 pass.error = Some(e.to_string());
                 return Ok((pass, Vec::new()));
             }

@@ -154,7 +154,7 @@ pub struct ProjectReport {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GatePass {
     pub ran: bool,
-    pub reason: Option<&'static str>,
+    pub reason: Option<NotRun>,
     pub error: Option<String>,
     pub units: Vec<GateUnit>,
 }
@@ -162,7 +162,7 @@ pub struct GatePass {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlanePass {
     pub ran: bool,
-    pub reason: Option<&'static str>,
+    pub reason: Option<NotRun>,
     pub error: Option<String>,
     pub projects: Vec<ProjectReport>,
     pub units: Vec<PlaneUnit>,
@@ -173,7 +173,7 @@ pub struct CycleReport {
     pub members: Vec<String>,
     pub cycle: String,
     /// `alerted`, `known`, or in a dry-run `would_alert`.
-    pub outcome: &'static str,
+    pub outcome: CycleOutcome,
     /// Members whose Plane issue was moved to Blocked this tick.
     pub blocked: Vec<String>,
     /// A failed PATCH (retried on the next tick, without a new alert).
@@ -195,10 +195,54 @@ pub struct Requests {
     pub telegram: u64,
 }
 
+/// Why a pass did not run (the report's `reason` of a pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotRun {
+    /// The command did not ask for it.
+    NotRequested,
+    /// A kill switch (`enabled`, `plane_enabled`) is off.
+    Disabled,
+    /// It could not start: the task list, or every project, unreadable.
+    Unavailable,
+}
+
+impl NotRun {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotRun::NotRequested => "not_requested",
+            NotRun::Disabled => "disabled",
+            NotRun::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// What became of a dependency cycle this tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CycleOutcome {
+    /// First seen: its alert was queued.
+    Alerted,
+    /// Alerted on an earlier tick: nothing sent.
+    Known,
+    /// Dry-run: it would be alerted.
+    WouldAlert,
+}
+
+impl CycleOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CycleOutcome::Alerted => "alerted",
+            CycleOutcome::Known => "known",
+            CycleOutcome::WouldAlert => "would_alert",
+        }
+    }
+}
+
 impl GatePass {
     pub fn not_requested() -> GatePass {
         GatePass {
-            reason: Some("not_requested"),
+            reason: Some(NotRun::NotRequested),
             ..GatePass::default()
         }
     }
@@ -207,7 +251,7 @@ impl GatePass {
 impl PlanePass {
     pub fn not_requested() -> PlanePass {
         PlanePass {
-            reason: Some("not_requested"),
+            reason: Some(NotRun::NotRequested),
             ..PlanePass::default()
         }
     }
@@ -521,7 +565,7 @@ mod tests {
         o.cycles.push(CycleReport {
             members: vec!["ET-1".into(), "ET-2".into()],
             cycle: "ET-1 → ET-2 → ET-1".into(),
-            outcome: "known",
+            outcome: CycleOutcome::Known,
             blocked: Vec::new(),
             error: Some("PATCH failed".into()),
         });

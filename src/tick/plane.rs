@@ -15,7 +15,7 @@ use crate::peers::orchestrator::Task;
 use crate::peers::plane::Issue;
 use crate::store;
 use crate::store::MirrorIssue;
-use crate::tick::outcome::{PlanePass, PlaneUnit, ProjectReport, SharedCause};
+use crate::tick::outcome::{NotRun, PlanePass, PlaneUnit, ProjectReport, SharedCause};
 
 impl Tick<'_> {
     pub(super) fn plane_pass(&mut self) -> anyhow::Result<PlanePass> {
@@ -25,7 +25,7 @@ impl Tick<'_> {
         };
         if !self.cfg.reconcile.enabled || !self.cfg.reconcile.plane_enabled {
             pass.ran = false;
-            pass.reason = Some("disabled");
+            pass.reason = Some(NotRun::Disabled);
             return Ok(pass);
         }
         // Replays an earlier tick left unconfirmed, before any new one.
@@ -100,11 +100,11 @@ impl Tick<'_> {
                     &mut pass.units,
                 )?,
                 Err(b) => {
-                    if b.cause.is_deferral() {
+                    if let Some(reason) = b.cause.deferral() {
                         if b.cause == crate::core::gate::Unresolved::Deadline {
                             self.read_cut = true;
                         }
-                        report.deferred = Some(b.cause.reason());
+                        report.deferred = Some(reason);
                     } else {
                         unreachable += 1;
                         log::error!("plane: project {} failed: {}", project.repo, b.message);
@@ -125,7 +125,7 @@ impl Tick<'_> {
         }
         if !projects.is_empty() && unreachable == projects.len() {
             pass.ran = false;
-            pass.reason = Some("unavailable");
+            pass.reason = Some(NotRun::Unavailable);
             // Not "the states": the listing (or a stopped one) may be
             // what failed; each project's error says which.
             pass.error =
