@@ -83,6 +83,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "never followed: the temp name is random and created exclusively",
         "a_symlink_at_the_old_metrics_temp_name_is_not_followed",
     ),
+    (
+        "the intent of an advance or a replay cannot be written (the sidecar refuses the insert)",
+        "exit 74 naming the sidecar; the advance POST and the webhook replay are never sent",
+        "an_action_whose_intent_cannot_be_written_is_not_sent",
+    ),
 ];
 
 /// Project BAD (repo acme/bad), whose issue listing never ends, with one
@@ -560,6 +565,53 @@ fn a_symlink_at_the_old_metrics_temp_name_is_not_followed() {
             .is_file(),
         "the textfile is a file of its own"
     );
+}
+
+#[test]
+fn an_action_whose_intent_cannot_be_written_is_not_sent() {
+    // Task 1 is stuck (the gate pass would advance it); issue 3 is Approved
+    // with its task still in review (the Plane pass would replay it).
+    let stack = Test::new()
+        .stuck(1, "testing", "In Progress")
+        .issue_with_task(3, "Approved", "review")
+        .start();
+    let path = stack.state_path();
+    let arg = path.to_str().unwrap();
+    reconcile::harness::Sidecar::open(&path)
+        .unwrap()
+        .close()
+        .unwrap();
+    // Only the intent's insert fails: everything else in the sidecar
+    // (locking, reading, the tick's own records) still works, so the one
+    // refusal is the write this test is about.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_intent BEFORE INSERT ON intent
+         BEGIN SELECT RAISE(ABORT, 'intent refused by the test'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    for (pass, route) in [("plane", Route::OrchWebhook), ("gate", Route::OrchAdvance)] {
+        let run = stack.run(&[pass]);
+        assert_eq!(stack.count(route), 0, "{pass}: the action was sent\n{run}");
+        run.code(74)
+            .stderr_one_line(&["sidecar", arg, "intent refused by the test"]);
+        assert!(!run.stderr.contains("panicked"), "{run}");
+    }
+    assert_eq!(stack.count(Route::OrchAdvance), 0);
+    assert_eq!(stack.count(Route::OrchWebhook), 0);
+    assert_eq!(stack.stage(1), "testing");
+    assert_eq!(stack.stage(3), "review");
+    assert!(stack.messages().is_empty(), "{:?}", stack.messages());
+    // The refusal was the only obstacle: without it, both actions go.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TRIGGER refuse_intent;").unwrap();
+    drop(conn);
+    stack.tick(&["plane"]).code(0);
+    stack.tick(&["gate"]).code(0);
+    assert_eq!(stack.count(Route::OrchWebhook), 1);
+    assert_eq!(stack.count(Route::OrchAdvance), 1);
+    assert_eq!(stack.stage(1), "review");
 }
 
 #[test]
