@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::Format;
 use crate::config::Config;
-use crate::core::states::{KEYS, Source, StateMap, merge_state_names};
+use crate::core::states::{Source, StateKey, StateMap, merge_state_names};
 use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::{Orchestrator, Task};
 use crate::peers::plane::{Plane, PlaneFailure, Refusal};
@@ -28,7 +28,7 @@ use crate::store::{self, SidecarReader};
 
 /// The keys the Plane pass acts on: a project without them cannot start, resume or
 /// apply a verdict.
-const TRIGGERS: [&str; 3] = ["to_analyse", "approved", "rejected"];
+const TRIGGERS: [StateKey; 3] = [StateKey::ToAnalyse, StateKey::Approved, StateKey::Rejected];
 
 #[derive(Debug, Serialize)]
 pub struct Probe {
@@ -332,8 +332,10 @@ pub fn unresolvable(cfg: &Config, tasks: &[Task]) -> Vec<Unresolvable> {
 }
 
 pub fn state_rows(map: &StateMap) -> Vec<StateRow> {
-    KEYS.iter()
-        .map(|&key| match map.resolved(key) {
+    StateKey::ALL
+        .into_iter()
+        .map(|k| (k, k.as_str()))
+        .map(|(k, key)| match map.resolved(k) {
             Some(r) => StateRow {
                 key,
                 state: Some(r.name.clone()),
@@ -344,7 +346,7 @@ pub fn state_rows(map: &StateMap) -> Vec<StateRow> {
                     Source::Alias(_) => "alias",
                 },
                 alias_of: match r.source {
-                    Source::Alias(of) => Some(of),
+                    Source::Alias(of) => Some(of.as_str()),
                     _ => None,
                 },
             },

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::types::*;
+use crate::core::states::StateKey;
 
 pub(super) const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
@@ -214,11 +215,8 @@ fn check_state_names(
 ) -> Checked<BTreeMap<String, Vec<String>>> {
     let names = names.unwrap_or_default();
     for (key, list) in &names {
-        if !LOGICAL_KEYS.contains(&key.as_str()) {
-            return Err(format!(
-                "{section} {key:?}: not a logical state key (one of {})",
-                LOGICAL_KEYS.join(", ")
-            ));
+        if let Err(unknown) = key.parse::<StateKey>() {
+            return Err(format!("{section} {unknown}"));
         }
         if list.iter().any(|n| n.trim().is_empty()) {
             return Err(format!("{section} {key}: a state name must not be empty"));

@@ -219,9 +219,6 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The logical state keys, the only keys `state_names` takes.
-pub use crate::core::states::KEYS as LOGICAL_KEYS;
-
 /// Default `[telegram] unblock_template`.
 pub const DEFAULT_UNBLOCK_TEMPLATE: &str =
     "🔧 reconciler: {link} {stage} разблокирована (потерян webhook)";

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::config::Reconcile;
 use crate::core::outcome::{Outcome, Reason};
-use crate::core::states::StateMap;
+use crate::core::states::{StateKey, StateMap};
 use crate::core::task::Task;
 
 /// Which lost webhook an issue's state stands for.
@@ -18,11 +18,11 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub fn key(self) -> &'static str {
+    pub fn key(self) -> StateKey {
         match self {
-            Trigger::ToAnalyse => "to_analyse",
-            Trigger::Approved => "approved",
-            Trigger::Rejected => "rejected",
+            Trigger::ToAnalyse => StateKey::ToAnalyse,
+            Trigger::Approved => StateKey::Approved,
+            Trigger::Rejected => StateKey::Rejected,
         }
     }
 }
@@ -39,9 +39,9 @@ pub struct Wanted {
 impl Wanted {
     pub fn from_states(states: &StateMap) -> Wanted {
         Wanted {
-            to_analyse: states.uuid("to_analyse").map(str::to_string),
-            approved: states.uuid("approved").map(str::to_string),
-            rejected: states.uuid("rejected").map(str::to_string),
+            to_analyse: states.uuid(StateKey::ToAnalyse).map(str::to_string),
+            approved: states.uuid(StateKey::Approved).map(str::to_string),
+            rejected: states.uuid(StateKey::Rejected).map(str::to_string),
         }
     }
 
@@ -54,7 +54,7 @@ impl Wanted {
         ]
         .into_iter()
         .filter(|(_, u)| u.is_none())
-        .map(|(t, _)| t.key())
+        .map(|(t, _)| t.key().as_str())
         .collect()
     }
 

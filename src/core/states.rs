@@ -3,52 +3,164 @@
 //! human-wait skip-set. Pure: states in, a map out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Every logical key, in the order `check` shows them.
-pub const KEYS: [&str; 18] = [
-    "backlog",
-    "todo",
-    "to_analyse",
-    "in_progress",
-    "in_review",
-    "review",
-    "architecture",
-    "development",
-    "testing",
-    "approved",
-    "rejected",
-    "blocked",
-    "needs_input",
-    "awaiting_deploy",
-    "deploying",
-    "monitoring",
-    "done",
-    "cancelled",
-];
+/// A logical state key: the closed set the passes reason about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateKey {
+    Backlog,
+    Todo,
+    ToAnalyse,
+    InProgress,
+    InReview,
+    Review,
+    Architecture,
+    Development,
+    Testing,
+    Approved,
+    Rejected,
+    Blocked,
+    NeedsInput,
+    AwaitingDeploy,
+    Deploying,
+    Monitoring,
+    Done,
+    Cancelled,
+}
+
+impl StateKey {
+    /// Every logical key, in the order `check` shows them.
+    pub const ALL: [StateKey; 18] = [
+        StateKey::Backlog,
+        StateKey::Todo,
+        StateKey::ToAnalyse,
+        StateKey::InProgress,
+        StateKey::InReview,
+        StateKey::Review,
+        StateKey::Architecture,
+        StateKey::Development,
+        StateKey::Testing,
+        StateKey::Approved,
+        StateKey::Rejected,
+        StateKey::Blocked,
+        StateKey::NeedsInput,
+        StateKey::AwaitingDeploy,
+        StateKey::Deploying,
+        StateKey::Monitoring,
+        StateKey::Done,
+        StateKey::Cancelled,
+    ];
+
+    /// The key as config files, `check` and the report spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StateKey::Backlog => "backlog",
+            StateKey::Todo => "todo",
+            StateKey::ToAnalyse => "to_analyse",
+            StateKey::InProgress => "in_progress",
+            StateKey::InReview => "in_review",
+            StateKey::Review => "review",
+            StateKey::Architecture => "architecture",
+            StateKey::Development => "development",
+            StateKey::Testing => "testing",
+            StateKey::Approved => "approved",
+            StateKey::Rejected => "rejected",
+            StateKey::Blocked => "blocked",
+            StateKey::NeedsInput => "needs_input",
+            StateKey::AwaitingDeploy => "awaiting_deploy",
+            StateKey::Deploying => "deploying",
+            StateKey::Monitoring => "monitoring",
+            StateKey::Done => "done",
+            StateKey::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Ordered by spelling, as the string keys were, so the order of warnings
+/// built from a map of keys stays as it was.
+impl Ord for StateKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for StateKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for StateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A config key that names no logical state; `Display` is the text after the
+/// config section (`"{key}": not a logical state key (one of …)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey(pub String);
+
+impl fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?}: not a logical state key (one of {})",
+            self.0,
+            KEYS.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownKey {}
+
+impl FromStr for StateKey {
+    type Err = UnknownKey;
+
+    fn from_str(s: &str) -> Result<StateKey, UnknownKey> {
+        StateKey::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKey(s.to_string()))
+    }
+}
+
+/// Every logical key's spelling, in `StateKey::ALL` order.
+pub const KEYS: [&str; 18] = {
+    let mut out = [""; 18];
+    let mut i = 0;
+    while i < 18 {
+        out[i] = StateKey::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
 
 /// A key with no state of its own borrows another's (the original reconciler's defaults).
-const ALIASES: [(&str, &str); 4] = [
-    ("to_analyse", "in_progress"),
-    ("awaiting_deploy", "in_review"),
-    ("deploying", "in_progress"),
-    ("monitoring", "done"),
+const ALIASES: [(StateKey, StateKey); 4] = [
+    (StateKey::ToAnalyse, StateKey::InProgress),
+    (StateKey::AwaitingDeploy, StateKey::InReview),
+    (StateKey::Deploying, StateKey::InProgress),
+    (StateKey::Monitoring, StateKey::Done),
 ];
 
 /// Keys whose uuids never count as an active wait (the anti-regress rule).
-const BASE_WORKING: [&str; 11] = [
-    "backlog",
-    "todo",
-    "in_progress",
-    "in_review",
-    "review",
-    "architecture",
-    "development",
-    "testing",
-    "approved",
-    "rejected",
-    "done",
+const BASE_WORKING: [StateKey; 11] = [
+    StateKey::Backlog,
+    StateKey::Todo,
+    StateKey::InProgress,
+    StateKey::InReview,
+    StateKey::Review,
+    StateKey::Architecture,
+    StateKey::Development,
+    StateKey::Testing,
+    StateKey::Approved,
+    StateKey::Rejected,
+    StateKey::Done,
 ];
 
 /// One Plane state as `GET states/` returns it (unknown fields ignored).
@@ -70,7 +182,7 @@ pub enum Source {
     /// Its own state, matched by folded name.
     Folded,
     /// Borrowed from another key.
-    Alias(&'static str),
+    Alias(StateKey),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +195,7 @@ pub struct Resolved {
 /// A project's states, resolved to logical keys.
 #[derive(Debug, Clone, Default)]
 pub struct StateMap {
-    keys: BTreeMap<&'static str, Resolved>,
+    keys: BTreeMap<StateKey, Resolved>,
     groups: HashMap<String, String>,
     names: HashMap<String, String>,
     /// Two states folding to one key, named state_names missing, …
@@ -100,13 +212,15 @@ pub fn fold(name: &str) -> String {
 }
 
 /// The logical key a folded state name spells, with the accepted variants.
-fn key_for_folded(folded: &str) -> Option<&'static str> {
+fn key_for_folded(folded: &str) -> Option<StateKey> {
     let folded = match folded {
         "canceled" => "cancelled",
         "toanalyze" => "toanalyse",
         other => other,
     };
-    KEYS.iter().copied().find(|k| fold(k) == folded)
+    StateKey::ALL
+        .into_iter()
+        .find(|k| fold(k.as_str()) == folded)
 }
 
 impl StateMap {
@@ -122,7 +236,7 @@ impl StateMap {
         }
 
         // Folded matches; lower sequence wins a collision.
-        let mut folded: BTreeMap<&'static str, Vec<&PlaneState>> = BTreeMap::new();
+        let mut folded: BTreeMap<StateKey, Vec<&PlaneState>> = BTreeMap::new();
         for s in states {
             if let Some(key) = key_for_folded(&fold(&s.name)) {
                 folded.entry(key).or_default().push(s);
@@ -156,7 +270,7 @@ impl StateMap {
 
         // Explicit names win over folding.
         for (key, wanted) in state_names {
-            let Some(key) = KEYS.iter().copied().find(|k| k == key) else {
+            let Ok(key) = key.parse::<StateKey>() else {
                 continue;
             };
             match wanted
@@ -181,10 +295,10 @@ impl StateMap {
         }
 
         for (key, target) in ALIASES {
-            if map.keys.contains_key(key) {
+            if map.keys.contains_key(&key) {
                 continue;
             }
-            if let Some(r) = map.keys.get(target).cloned() {
+            if let Some(r) = map.keys.get(&target).cloned() {
                 map.keys.insert(
                     key,
                     Resolved {
@@ -198,12 +312,12 @@ impl StateMap {
     }
 
     /// The state uuid of a logical key, aliases included.
-    pub fn uuid(&self, key: &str) -> Option<&str> {
-        self.keys.get(key).map(|r| r.uuid.as_str())
+    pub fn uuid(&self, key: StateKey) -> Option<&str> {
+        self.keys.get(&key).map(|r| r.uuid.as_str())
     }
 
-    pub fn resolved(&self, key: &str) -> Option<&Resolved> {
-        self.keys.get(key)
+    pub fn resolved(&self, key: StateKey) -> Option<&Resolved> {
+        self.keys.get(&key)
     }
 
     /// The name of a state uuid, when it is one of the project's.
@@ -223,19 +337,26 @@ impl StateMap {
         }
         match self.groups.get(uuid).map(String::as_str) {
             Some(g) if !g.is_empty() => g == "completed" || g == "cancelled",
-            _ => self.uuid("done") == Some(uuid) || self.uuid("cancelled") == Some(uuid),
+            _ => {
+                self.uuid(StateKey::Done) == Some(uuid)
+                    || self.uuid(StateKey::Cancelled) == Some(uuid)
+            }
         }
     }
 
     /// Guard 2: explicit human gates plus the active waits that are states
     /// of their own (an aliased wait never widens the set).
     pub fn skip_set(&self) -> BTreeSet<&str> {
-        let base: BTreeSet<&str> = BASE_WORKING.iter().filter_map(|k| self.uuid(k)).collect();
-        let mut set: BTreeSet<&str> = ["blocked", "needs_input"]
-            .iter()
+        let base: BTreeSet<&str> = BASE_WORKING.iter().filter_map(|&k| self.uuid(k)).collect();
+        let mut set: BTreeSet<&str> = [StateKey::Blocked, StateKey::NeedsInput]
+            .into_iter()
             .filter_map(|k| self.uuid(k))
             .collect();
-        for k in ["awaiting_deploy", "deploying", "monitoring"] {
+        for k in [
+            StateKey::AwaitingDeploy,
+            StateKey::Deploying,
+            StateKey::Monitoring,
+        ] {
             if let Some(u) = self.uuid(k)
                 && !base.contains(u)
             {
@@ -305,6 +426,29 @@ mod tests {
     }
 
     #[test]
+    fn state_keys_spell_as_before_in_check_order() {
+        assert_eq!(StateKey::ALL.len(), KEYS.len());
+        for (k, s) in StateKey::ALL.into_iter().zip(KEYS) {
+            assert_eq!(k.as_str(), s);
+            assert_eq!(k.to_string(), s);
+            assert_eq!(s.parse::<StateKey>(), Ok(k));
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{s}\""));
+            assert_eq!(
+                serde_json::from_str::<StateKey>(&format!("\"{s}\"")).unwrap(),
+                k
+            );
+        }
+        assert_eq!(KEYS[0], "backlog");
+        assert_eq!(KEYS[17], "cancelled");
+        let err = "frozen".parse::<StateKey>().unwrap_err().to_string();
+        assert!(
+            err.starts_with("\"frozen\": not a logical state key (one of backlog, todo, "),
+            "{err}"
+        );
+        assert!(err.ends_with("done, cancelled)"), "{err}");
+    }
+
+    #[test]
     fn fold_removes_punctuation_and_case_unicode_aware() {
         assert_eq!(fold("To Do"), "todo");
         assert_eq!(fold("Needs-Input"), "needsinput");
@@ -314,26 +458,29 @@ mod tests {
     #[test]
     fn folded_names_and_spelling_variants_map_to_keys() {
         let m = StateMap::build(&enduro(), &BTreeMap::new());
-        assert_eq!(m.uuid("todo"), Some("u-todo"));
-        assert_eq!(m.uuid("needs_input"), Some("u-need"));
-        assert_eq!(m.uuid("cancelled"), Some("u-canc"));
+        assert_eq!(m.uuid(StateKey::Todo), Some("u-todo"));
+        assert_eq!(m.uuid(StateKey::NeedsInput), Some("u-need"));
+        assert_eq!(m.uuid(StateKey::Cancelled), Some("u-canc"));
         let m = StateMap::build(&[st("x", "To analyze", "unstarted", 1.0)], &BTreeMap::new());
-        assert_eq!(m.uuid("to_analyse"), Some("x"));
-        assert_eq!(m.resolved("to_analyse").unwrap().source, Source::Folded);
+        assert_eq!(m.uuid(StateKey::ToAnalyse), Some("x"));
+        assert_eq!(
+            m.resolved(StateKey::ToAnalyse).unwrap().source,
+            Source::Folded
+        );
     }
 
     #[test]
     fn missing_keys_alias_and_others_stay_absent() {
         let m = StateMap::build(&enduro(), &BTreeMap::new());
-        assert_eq!(m.uuid("to_analyse"), Some("u-prog"));
+        assert_eq!(m.uuid(StateKey::ToAnalyse), Some("u-prog"));
         assert_eq!(
-            m.resolved("to_analyse").unwrap().source,
-            Source::Alias("in_progress")
+            m.resolved(StateKey::ToAnalyse).unwrap().source,
+            Source::Alias(StateKey::InProgress)
         );
-        assert_eq!(m.uuid("awaiting_deploy"), Some("u-review"));
-        assert_eq!(m.uuid("deploying"), Some("u-prog"));
-        assert_eq!(m.uuid("monitoring"), Some("u-done"));
-        assert_eq!(m.uuid("architecture"), None);
+        assert_eq!(m.uuid(StateKey::AwaitingDeploy), Some("u-review"));
+        assert_eq!(m.uuid(StateKey::Deploying), Some("u-prog"));
+        assert_eq!(m.uuid(StateKey::Monitoring), Some("u-done"));
+        assert_eq!(m.uuid(StateKey::Architecture), None);
     }
 
     #[test]
@@ -353,7 +500,7 @@ mod tests {
             assert!(m.is_human_wait(u), "{u}");
         }
         assert!(!m.is_human_wait("u-prog"));
-        assert_eq!(m.uuid("to_analyse"), Some("u-ta"));
+        assert_eq!(m.uuid(StateKey::ToAnalyse), Some("u-ta"));
     }
 
     #[test]
@@ -363,7 +510,7 @@ mod tests {
             st("b", "DONE!", "completed", 3.0),
         ];
         let m = StateMap::build(&states, &BTreeMap::new());
-        assert_eq!(m.uuid("done"), Some("b"));
+        assert_eq!(m.uuid(StateKey::Done), Some("b"));
         assert_eq!(m.warnings.len(), 1);
     }
 
@@ -381,10 +528,10 @@ mod tests {
         let mut states = enduro();
         states.push(st("u-hold", "On Hold", "started", 20.0));
         let m = StateMap::build(&states, &names);
-        assert_eq!(m.uuid("blocked"), Some("u-hold"));
-        assert_eq!(m.resolved("blocked").unwrap().source, Source::Named);
+        assert_eq!(m.uuid(StateKey::Blocked), Some("u-hold"));
+        assert_eq!(m.resolved(StateKey::Blocked).unwrap().source, Source::Named);
         // Named state absent: falls back to folding/aliasing, with a warning.
-        assert_eq!(m.uuid("to_analyse"), Some("u-prog"));
+        assert_eq!(m.uuid(StateKey::ToAnalyse), Some("u-prog"));
         assert_eq!(m.warnings.len(), 1);
     }
 

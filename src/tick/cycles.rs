@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use super::{Store, Tick};
 use crate::core::deps::{Cycle, DepGraph};
+use crate::core::states::StateKey;
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::PlaneFailure;
 use crate::tick::notify;
@@ -122,7 +123,7 @@ impl Tick<'_> {
                     continue;
                 }
             };
-            let Some(blocked) = view.states.uuid("blocked").map(str::to_string) else {
+            let Some(blocked) = view.states.uuid(StateKey::Blocked).map(str::to_string) else {
                 continue;
             };
             // Judged from the freshly synced mirror: no request per member.

@@ -93,7 +93,7 @@ impl PlaneUnit {
             issue_id: issue_id.to_string(),
             task_id: None,
             work_item_id: None,
-            state_key: Some(trigger.key().to_string()),
+            state_key: Some(trigger.key().as_str().to_string()),
             outcome,
             reason,
             detail: None,
@@ -120,7 +120,7 @@ impl PlaneUnit {
     }
 
     pub fn with_trigger(mut self, trigger: crate::core::plane::Trigger) -> PlaneUnit {
-        self.state_key = Some(trigger.key().to_string());
+        self.state_key = Some(trigger.key().as_str().to_string());
         self
     }
 
