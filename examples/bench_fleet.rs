@@ -43,7 +43,8 @@ use time::OffsetDateTime;
 const PROJECTS: usize = 50;
 const ISSUES: i64 = 400;
 const TASKS_PER_PROJECT: i64 = 100;
-const PER_PAGE: i64 = 100;
+/// `[plane] per_page`: the default, Plane's maximum.
+const PER_PAGE: i64 = 1000;
 const LATENCY_MS: u64 = 20;
 /// Issues changed in Plane between the cold and the warm tick.
 const CHANGED: usize = 10;
@@ -150,6 +151,7 @@ fn scenario(latency_ms: u64) -> Scenario {
         ..Scenario::default()
     };
     s.rate_limit.remaining = 100_000_000;
+    s.rate_limit.limit = 100_000_000;
     if latency_ms > 0 {
         for route in [Route::PlaneStates, Route::PlaneItems] {
             s.set_always_fault(route, Some(Fault::Latency { ms: latency_ms }));
@@ -323,6 +325,8 @@ struct Row {
     command: &'static str,
     tick: &'static str,
     plane: usize,
+    /// Plane response body bytes on the wire (gzipped).
+    plane_bytes: usize,
     items: usize,
     orchestrator: usize,
     telegram: usize,
@@ -336,6 +340,13 @@ fn counts(sim: &Simulator) -> (usize, usize, usize, usize) {
         sim.count_peer(Peer::Orchestrator),
         sim.count_peer(Peer::Telegram),
     )
+}
+
+fn plane_bytes(sim: &Simulator) -> usize {
+    sim.requests_where(|r| r.peer == Peer::Plane)
+        .iter()
+        .filter_map(|r| r.response_bytes)
+        .sum()
 }
 
 fn reason_count(report: &Value, pass: &str, reason: &str) -> usize {
@@ -370,6 +381,7 @@ fn ticks_of(
             command,
             tick: label,
             plane,
+            plane_bytes: plane_bytes(&sim),
             items,
             orchestrator,
             telegram,
@@ -465,6 +477,134 @@ fn replay(files: &Files) -> anyhow::Result<Replay> {
         r.per_tick.push(plane);
     }
     Ok(r)
+}
+
+// ------------------------------------------------------------------ fair budget
+
+const FLEET_ISSUES: i64 = 100;
+const FLEET_TICKS: usize = 40;
+
+struct Window {
+    per_tick: Vec<usize>,
+    read_per_tick: Vec<usize>,
+    rate_limited: usize,
+    /// The tick (from 1) by which every project had been read once.
+    warm_tick: Option<usize>,
+    /// After it, the most ticks any project went between two reads (or
+    /// from its last read to the end).
+    max_gap: usize,
+}
+
+/// `projects` × `FLEET_ISSUES` (no tasks), Plane's real budget (60 a
+/// minute), reserve 10: `FLEET_TICKS` `plane` ticks in-process, one per
+/// minute of a clock the tool and the simulator share.
+fn fleet_window(files: &Files, projects: usize, states_ttl: Option<u64>) -> anyhow::Result<Window> {
+    let mut s = Scenario::default();
+    for p in 0..projects {
+        let id = sim_uuid(&["project", &format!("F{p:03}")]);
+        let mut proj = SimProject::new(&id, &format!("F{p:03}"), &format!("acme/f{p:03}"));
+        for seq in 1..=FLEET_ISSUES {
+            proj.add_issue(seq, ["Backlog", "Todo", "Done"][seq as usize % 3], 3 * HOUR);
+        }
+        s.projects.push(proj);
+    }
+    let sim = Simulator::start(s)?;
+    let path = files.config(&sim, &format!("window{projects}"), "rate_reserve = 10")?;
+    let mut cfg = config::load_with_env(&path, true, &|_| None)?;
+    if let Some(ttl) = states_ttl {
+        cfg.state.states_cache_ttl_s = ttl;
+    }
+    let opts = Options {
+        command: TickCommand::Plane,
+        dry_run: false,
+        wait_lock: Duration::ZERO,
+    };
+    let mut w = Window {
+        per_tick: Vec::new(),
+        read_per_tick: Vec::new(),
+        rate_limited: 0,
+        warm_tick: None,
+        max_gap: 0,
+    };
+    let mut reads: HashMap<String, Vec<usize>> = HashMap::new();
+    for tick in 1..=FLEET_TICKS {
+        sim.update(|w| w.advance_clock(60));
+        sim.clear_requests();
+        let now = sim.inspect(|w| w.now());
+        let out = tick::run_at(&cfg, &opts, now)?;
+        w.per_tick.push(sim.count_peer(Peer::Plane));
+        w.rate_limited += sim
+            .requests_where(|r| r.peer == Peer::Plane && r.status == Some(429))
+            .len();
+        let read: Vec<&str> = out
+            .plane
+            .projects
+            .iter()
+            .filter(|p| p.deferred.is_none() && p.error.is_none())
+            .map(|p| p.plane_project_id.as_str())
+            .collect();
+        w.read_per_tick.push(read.len());
+        for pid in read {
+            reads.entry(pid.to_string()).or_default().push(tick);
+        }
+        if w.warm_tick.is_none() && reads.len() == projects {
+            w.warm_tick = Some(tick);
+        }
+    }
+    if let Some(warm) = w.warm_tick {
+        for ticks in reads.values() {
+            let mut last = *ticks.iter().filter(|t| **t <= warm).max().unwrap_or(&warm);
+            for t in ticks.iter().filter(|t| **t > warm) {
+                w.max_gap = w.max_gap.max(t - last);
+                last = *t;
+            }
+            w.max_gap = w.max_gap.max(FLEET_TICKS - last);
+        }
+    }
+    Ok(w)
+}
+
+/// Two projects in sync (every Approved issue's verdict applied, every To
+/// Analyse task idle): replays sent per `plane` tick, 5 ticks.
+fn in_sync(files: &Files) -> anyhow::Result<Vec<usize>> {
+    let mut s = Scenario::default();
+    let mut id = 0;
+    for p in 0..2 {
+        let pid = sim_uuid(&["project", &format!("S{p}")]);
+        let mut proj = SimProject::new(&pid, &format!("S{p}"), &format!("acme/s{p}"));
+        for seq in 1..=10 {
+            id += 1;
+            // Approved with the task already done; To Analyse with an idle task.
+            let (state, stage) = if seq % 2 == 0 {
+                ("Approved", "done")
+            } else {
+                ("To Analyse", "analysis")
+            };
+            let issue = proj.add_issue(seq, state, 3 * HOUR);
+            s.tasks.push(
+                SimTask::new(id, stage)
+                    .repo(&format!("acme/s{p}"))
+                    .issue(&issue)
+                    .ago(3 * HOUR),
+            );
+        }
+        s.projects.push(proj);
+    }
+    let sim = Simulator::start(s)?;
+    let path = files.config(&sim, "insync", "")?;
+    let cfg = config::load_with_env(&path, true, &|_| None)?;
+    let opts = Options {
+        command: TickCommand::Plane,
+        dry_run: false,
+        wait_lock: Duration::ZERO,
+    };
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        sim.clear_requests();
+        tick::run(&cfg, &opts)?;
+        out.push(sim.count(Route::OrchWebhook));
+    }
+    Ok(out)
 }
 
 // ------------------------------------------------------------------ decisions
@@ -620,12 +760,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "{:<8} {:<6} {:<5} {:>6} {:>8} {:>9} {:>5} {:>9} {:>9} {:>9} {:>8} {:>4}",
+        "{:<8} {:<6} {:<5} {:>6} {:>8} {:>9} {:>9} {:>5} {:>9} {:>9} {:>9} {:>8} {:>4}",
         "latency",
         "cmd",
         "tick",
         "plane",
         "/project",
+        "plane KiB",
         "item GETs",
         "orch",
         "telegram",
@@ -636,12 +777,13 @@ fn main() -> anyhow::Result<()> {
     );
     for r in &rows {
         println!(
-            "{:<8} {:<6} {:<5} {:>6} {:>8.2} {:>9} {:>5} {:>9} {:>9.1} {:>9.1} {:>8.1} {:>4}",
+            "{:<8} {:<6} {:<5} {:>6} {:>8.2} {:>9.1} {:>9} {:>5} {:>9} {:>9.1} {:>9.1} {:>8.1} {:>4}",
             format!("{} ms", r.latency_ms),
             r.command,
             r.tick,
             r.plane,
             r.plane as f64 / PROJECTS as f64,
+            r.plane_bytes as f64 / 1024.0,
             r.items,
             r.orchestrator,
             r.telegram,
@@ -676,7 +818,12 @@ fn main() -> anyhow::Result<()> {
                 r.latency_ms
             ),
             r.plane == PROJECTS && r.items == 0,
-            format!("{} requests, {} item GETs", r.plane, r.items),
+            format!(
+                "{} requests, {} item GETs, {:.1} KiB of Plane bodies (gzipped)",
+                r.plane,
+                r.items,
+                r.plane_bytes as f64 / 1024.0
+            ),
         );
     }
     let item_gets: usize = rows.iter().map(|r| r.items).sum();
@@ -735,6 +882,50 @@ fn main() -> anyhow::Result<()> {
         format!("30 one-minute ticks: cold ≤ {cold_max}"),
         rp.cold <= cold_max,
         rp.cold.to_string(),
+    );
+
+    // The fair budget under Plane's minute window.
+    for (projects, ttl, bound) in [(500, Some(3600), 11), (120, None, 4)] {
+        let w = fleet_window(&files, projects, ttl)?;
+        let ttl_text = ttl.map_or("default states TTL (300 s)".to_string(), |t| {
+            format!("states TTL {t} s")
+        });
+        println!(
+            "fleet window: {projects} projects × {FLEET_ISSUES} issues, {FLEET_TICKS} minute ticks, 60 requests a minute, reserve 10, {ttl_text}"
+        );
+        println!("  Plane requests per tick: {:?}", w.per_tick);
+        println!("  projects read per tick: {:?}", w.read_per_tick);
+        println!(
+            "  every project read by tick {:?}; longest wait after that {} ticks; 429s {}",
+            w.warm_tick, w.max_gap, w.rate_limited
+        );
+        println!();
+        targets.check(
+            format!("fleet window {projects}: zero 429s"),
+            w.rate_limited == 0,
+            w.rate_limited.to_string(),
+        );
+        targets.check(
+            format!(
+                "fleet window {projects}: after warm-up every project read at least every {bound} ticks"
+            ),
+            w.warm_tick.is_some() && w.max_gap <= bound,
+            format!(
+                "warm at tick {}, longest wait {} ticks",
+                w.warm_tick.map_or("-".into(), |t| t.to_string()),
+                w.max_gap
+            ),
+        );
+    }
+
+    // A fleet in sync: no replay after the first tick.
+    let replays = in_sync(&files)?;
+    println!("in sync: replays per tick {replays:?}");
+    println!();
+    targets.check(
+        "a fleet in sync: zero replays per tick after the first",
+        replays.len() > 1 && replays[0] > 0 && replays[1..].iter().all(|n| *n == 0),
+        format!("{replays:?}"),
     );
 
     // Pure decisions.
