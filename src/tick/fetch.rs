@@ -5,7 +5,7 @@
 //! bring back is written to the sidecar by the tick's own thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -95,8 +95,14 @@ fn seconds(s: u64) -> time::Duration {
 }
 
 /// The reads for one project; no sidecar access (runs on a worker).
-fn fetch(plane: &Plane, cfg: &Config, known: Known, now: OffsetDateTime) -> Fetched {
-    let (plane, counter) = plane.counting();
+/// `plane` counts this project's requests in `counter` (the scheduler
+/// watches it to know what the reads in flight may still spend).
+fn fetch(
+    (plane, counter): (&Plane, &AtomicU64),
+    cfg: &Config,
+    known: Known,
+    now: OffsetDateTime,
+) -> Fetched {
     let pid = known.project.plane_project_id.clone();
     let result = (|| {
         let (states, fresh_states) = match known.states {
@@ -265,7 +271,7 @@ impl Tick<'_> {
         let (plane, cfg, now, deadline) = (&self.plane, self.cfg, self.now, self.deadline);
         let reserve = i64::from(cfg.plane.rate_reserve);
         let store = &mut self.store;
-        let (job_tx, job_rx) = std::sync::mpsc::channel::<(Known, Plane)>();
+        let (job_tx, job_rx) = std::sync::mpsc::channel::<(Known, Plane, Arc<AtomicU64>)>();
         let job_rx = Mutex::new(job_rx);
         let (tx, rx) = std::sync::mpsc::channel::<Fetched>();
         // Each result is stored and slimmed as it arrives, so that no more
@@ -279,7 +285,9 @@ impl Tick<'_> {
                 scope.spawn(move || {
                     loop {
                         let job = job_rx.lock().map(|rx| rx.recv());
-                        let Ok(Ok((known, plane))) = job else { break };
+                        let Ok(Ok((known, plane, spent))) = job else {
+                            break;
+                        };
                         // No new project once Plane's share of the time is
                         // over (or a stop signal came).
                         let until = plane.client().deadline().unwrap_or(deadline);
@@ -291,7 +299,7 @@ impl Tick<'_> {
                                 requests: 0,
                             }
                         } else {
-                            fetch(&plane, cfg, known, now)
+                            fetch((&plane, &spent), cfg, known, now)
                         };
                         if tx.send(fetched).is_err() {
                             break;
@@ -336,13 +344,13 @@ impl Tick<'_> {
                     None => (None, None),
                 };
                 let (counting, spent) = plane.counting();
-                in_flight.push((pid, plan.cost, spent));
+                in_flight.push((pid, plan.cost, spent.clone()));
                 let known = Known {
                     project: plan.project,
                     states,
                     mirror,
                 };
-                if job_tx.send((known, counting)).is_err() {
+                if job_tx.send((known, counting, spent)).is_err() {
                     break;
                 }
                 sent += 1;
