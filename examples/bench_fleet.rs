@@ -510,7 +510,7 @@ fn fleet_window(files: &Files, projects: usize, states_ttl: Option<u64>) -> anyh
     }
     let sim = Simulator::start(s)?;
     let path = files.config(&sim, &format!("window{projects}"), "rate_reserve = 10")?;
-    let mut cfg = config::load_with_env(&path, true, &|_| None)?;
+    let mut cfg = config::load_config(&path, true, &|_| None)?;
     if let Some(ttl) = states_ttl {
         cfg.state.states_cache_ttl_s = ttl;
     }
@@ -531,7 +531,7 @@ fn fleet_window(files: &Files, projects: usize, states_ttl: Option<u64>) -> anyh
         sim.update(|w| w.advance_clock(60));
         sim.clear_requests();
         let now = sim.inspect(|w| w.now());
-        let out = tick::run_at(&cfg, &opts, now)?;
+        let out = tick::run_tick_at(&cfg, &opts, now)?;
         w.per_tick.push(sim.count_peer(Peer::Plane));
         w.rate_limited += sim
             .requests_where(|r| r.peer == Peer::Plane && r.status == Some(429))
@@ -595,7 +595,7 @@ fn in_sync(files: &Files) -> anyhow::Result<Vec<usize>> {
     }
     let sim = Simulator::start(s)?;
     let path = files.config(&sim, "insync", "")?;
-    let cfg = config::load_with_env(&path, true, &|_| None)?;
+    let cfg = config::load_config(&path, true, &|_| None)?;
     let opts = Options {
         command: TickCommand::Plane,
         dry_run: false,
@@ -604,7 +604,7 @@ fn in_sync(files: &Files) -> anyhow::Result<Vec<usize>> {
     let mut out = Vec::new();
     for _ in 0..5 {
         sim.clear_requests();
-        tick::run(&cfg, &opts)?;
+        tick::run_tick(&cfg, &opts)?;
         out.push(sim.count(Route::OrchWebhook));
     }
     Ok(out)
