@@ -2,11 +2,8 @@
 //! Plane pass): the outcome and reason codes of docs/decisions.md, exactly
 //! as they appear in reports.
 
-use serde::Serialize;
-
 /// Why a unit was skipped or deferred. The serialized names are contracts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
     Excluded,
     HumanGate,
@@ -76,8 +73,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// The outcome of one unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
     Skipped,
     Deferred,
@@ -135,3 +131,5 @@ pub enum Verdict {
     Skip(Reason),
     Defer(Reason),
 }
+
+super::serialize_as_str!(Reason, Outcome);

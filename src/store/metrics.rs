@@ -148,6 +148,7 @@ mod tests {
             started_at: t0,
             duration_ms: 5,
             counts: BTreeMap::new(),
+            skips: BTreeMap::new(),
             exit_code: 0,
             errors: 0,
             skipped_terminal: 0,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::outcome::Reason;
 use std::collections::BTreeMap;
 
 use super::dedup::*;
@@ -56,6 +57,7 @@ fn tick(command: &str, exit_code: i32) -> TickRecord {
         started_at: T0,
         duration_ms: 1200,
         counts: BTreeMap::new(),
+        skips: BTreeMap::new(),
         exit_code,
         errors: 0,
         skipped_terminal: 0,
@@ -349,6 +351,7 @@ fn populated(path: &Path) {
         .unwrap();
     let mut rec = tick("all", 0);
     rec.counts.insert("skipped/young".into(), 3);
+    rec.skips.insert(Reason::Young, 3);
     sc.finish_tick(&rec, T0).unwrap();
     sc.close().unwrap();
 }
@@ -651,7 +654,9 @@ fn finish_tick_counts_and_status() {
     let mut rec = tick("all", 0);
     rec.counts.insert("advanced".into(), 1);
     rec.counts.insert("skipped/young".into(), 3);
-    rec.counts.insert("skipped/terminal".into(), 2);
+    rec.counts.insert("skipped/terminal_stage".into(), 2);
+    rec.skips.insert(Reason::Young, 3);
+    rec.skips.insert(Reason::TerminalStage, 2);
     rec.skipped_terminal = 2;
     rec.deduped_keys = vec!["ET-1".into(), "ET-unknown".into()];
     let id = sc
@@ -661,6 +666,7 @@ fn finish_tick_counts_and_status() {
     let mut failed = tick("gate", 1);
     failed.errors = 2;
     failed.counts.insert("skipped/young".into(), 1);
+    failed.skips.insert(Reason::Young, 1);
     failed.counts.insert("error".into(), 2);
     let t2 = T0 + time::Duration::minutes(1);
     sc.finish_tick(&failed, t2).unwrap();
@@ -678,7 +684,7 @@ fn finish_tick_counts_and_status() {
     );
     assert_eq!(
         snap.skips,
-        BTreeMap::from([("terminal".to_string(), 2), ("young".to_string(), 4)])
+        BTreeMap::from([("terminal_stage".to_string(), 2), ("young".to_string(), 4)])
     );
     let json = serde_json::to_value(&snap).unwrap();
     assert_eq!(json["unblocked_total"], 1);

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::outcome::Reason;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -23,8 +25,6 @@ pub(super) const C_ERRORS: &str = "errors_total";
 pub(super) const C_DROPPED: &str = "notifications_dropped_total";
 /// Per-reason skip counters are `skipped_<reason>`.
 pub(super) const C_SKIP_PREFIX: &str = "skipped_";
-/// Keys of [`TickRecord::counts`] that feed the per-reason skip counters.
-pub const SKIP_COUNT_PREFIX: &str = "skipped/";
 
 pub(super) const K_LAST_RUN: &str = "last_run_ts";
 pub(super) const K_LAST_SUCCESS: &str = "last_success_ts";
@@ -40,10 +40,12 @@ pub struct TickRecord {
     pub started_at: OffsetDateTime,
     pub duration_ms: u64,
     /// Units per outcome / outcome+reason, as the report's summary line:
-    /// `{"advanced": 1, "skipped/young": 3}`. Stored as JSON with the tick;
-    /// every `skipped/<reason>` entry also adds to the counter
-    /// `skipped_<reason>` (the per-reason skip counts of `status`).
+    /// `{"advanced": 1, "skipped/young": 3}`. Stored as JSON with the tick
+    /// (what `history` shows).
     pub counts: BTreeMap<String, i64>,
+    /// Skipped units per reason: each adds to the counter
+    /// `skipped_<reason>` (the per-reason skip counts of `status`).
+    pub skips: BTreeMap<Reason, i64>,
     pub exit_code: i32,
     /// Failed units (→ errors_total).
     pub errors: i64,
@@ -193,10 +195,8 @@ impl Sidecar {
                     params![now, key],
                 )?;
             }
-            for (name, n) in &rec.counts {
-                if let Some(reason) = name.strip_prefix(SKIP_COUNT_PREFIX) {
-                    add_counter(tx, &format!("{C_SKIP_PREFIX}{reason}"), *n)?;
-                }
+            for (reason, n) in &rec.skips {
+                add_counter(tx, &format!("{C_SKIP_PREFIX}{}", reason.as_str()), *n)?;
             }
             for (pass, at) in &rec.cursors {
                 let key = format!("cursor/{pass}");

@@ -14,8 +14,7 @@ use crate::core::outcome::{Outcome, Reason};
 use crate::store::{REQUESTS_TOTAL, SeriesKey, TICKS_TOTAL, TickRecord, UNITS_TOTAL};
 
 /// What became of a unit's announcement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notification {
     Sent,
     Queued,
@@ -196,8 +195,7 @@ pub struct Requests {
 }
 
 /// Why a pass did not run (the report's `reason` of a pass).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotRun {
     /// The command did not ask for it.
     NotRequested,
@@ -218,8 +216,7 @@ impl NotRun {
 }
 
 /// What became of a dependency cycle this tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CycleOutcome {
     /// First seen: its alert was queued.
     Alerted,
@@ -330,6 +327,23 @@ impl TickOutcome {
         counts
     }
 
+    /// Skipped units per reason, over both passes.
+    pub fn skips(&self) -> BTreeMap<Reason, i64> {
+        let mut skips = BTreeMap::new();
+        let units = self
+            .gate
+            .units
+            .iter()
+            .map(|u| (u.outcome, u.reason))
+            .chain(self.plane.units.iter().map(|u| (u.outcome, u.reason)));
+        for (outcome, reason) in units {
+            if let (Outcome::Skipped, Some(r)) = (outcome, reason) {
+                *skips.entry(r).or_insert(0) += 1;
+            }
+        }
+        skips
+    }
+
     /// What the sidecar keeps of this tick.
     pub fn record(&self) -> TickRecord {
         let skipped_terminal = self
@@ -345,6 +359,7 @@ impl TickOutcome {
             started_at: self.started_at,
             duration_ms: self.elapsed.as_millis() as u64,
             counts: self.counts(),
+            skips: self.skips(),
             exit_code: i32::from(self.exit_code()),
             errors: self.failures() as i64,
             skipped_terminal: skipped_terminal as i64,
@@ -633,6 +648,14 @@ mod tests {
         assert_eq!(rec.deduped_keys, vec!["ET-9".to_string()]);
         assert_eq!(rec.counts["advanced"], 1);
         assert_eq!(rec.counts["skipped/young"], 2);
+        assert_eq!(
+            rec.skips,
+            BTreeMap::from([
+                (Reason::TerminalStage, 1),
+                (Reason::TerminalState, 1),
+                (Reason::Young, 2)
+            ])
+        );
         assert_eq!(rec.counts["error"], 1);
         assert_eq!(rec.counts.values().sum::<i64>(), 6);
     }
@@ -689,3 +712,5 @@ mod tests {
         assert_eq!(o.gate.units[0].notification, Some(Notification::Digest));
     }
 }
+
+crate::core::serialize_as_str!(Notification, NotRun, CycleOutcome);
