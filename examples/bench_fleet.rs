@@ -568,8 +568,9 @@ fn fleet_window(files: &Files, projects: usize, states_ttl: Option<u64>) -> anyh
 }
 
 /// Two projects in sync (every Approved issue's verdict applied, every To
-/// Analyse task idle): replays sent per `plane` tick, 5 ticks.
-fn in_sync(files: &Files) -> anyhow::Result<Vec<usize>> {
+/// Analyse task idle): per `all` tick, 5 ticks, the replays sent and the
+/// tasks read one issue at a time.
+fn in_sync(files: &Files) -> anyhow::Result<Vec<(usize, usize)>> {
     let mut s = Scenario::default();
     let mut id = 0;
     for p in 0..2 {
@@ -597,7 +598,7 @@ fn in_sync(files: &Files) -> anyhow::Result<Vec<usize>> {
     let path = files.config(&sim, "insync", "")?;
     let cfg = config::load_config(&path, true, &|_| None)?;
     let opts = Options {
-        command: TickCommand::Plane,
+        command: TickCommand::All,
         dry_run: false,
         wait_lock: Duration::ZERO,
     };
@@ -605,7 +606,10 @@ fn in_sync(files: &Files) -> anyhow::Result<Vec<usize>> {
     for _ in 0..5 {
         sim.clear_requests();
         tick::run_tick(&cfg, &opts)?;
-        out.push(sim.count(Route::OrchWebhook));
+        out.push((
+            sim.count(Route::OrchWebhook),
+            sim.count(Route::OrchTaskByIssue),
+        ));
     }
     Ok(out)
 }
@@ -922,13 +926,21 @@ fn main() -> anyhow::Result<()> {
     }
 
     // A fleet in sync: no replay after the first tick.
-    let replays = in_sync(&files)?;
-    println!("in sync: replays per tick {replays:?}");
+    let per_tick = in_sync(&files)?;
+    let replays: Vec<usize> = per_tick.iter().map(|t| t.0).collect();
+    let reads: Vec<usize> = per_tick.iter().map(|t| t.1).collect();
+    println!("in sync: replays per tick {replays:?}, per-issue task reads per tick {reads:?}");
     println!();
     targets.check(
         "a fleet in sync: zero replays per tick after the first",
         replays.len() > 1 && replays[0] > 0 && replays[1..].iter().all(|n| *n == 0),
         format!("{replays:?}"),
+    );
+    // The gate pass's task list answers the memo: no task read per issue.
+    targets.check(
+        "a fleet in sync: zero per-issue task reads per tick after the first",
+        reads.len() > 1 && reads[1..].iter().all(|n| *n == 0),
+        format!("{reads:?}"),
     );
 
     // Pure decisions.

@@ -2,6 +2,8 @@
 //! or Rejected get their lost webhook replayed, and what a replay changed.
 //! Pure: facts in, verdicts out; the tick fetches and replays.
 
+use std::collections::HashMap;
+
 use time::OffsetDateTime;
 
 use crate::config::Reconcile;
@@ -163,6 +165,83 @@ impl NoopMemo {
             && same(&self.task_updated_at, &now.task_updated_at)
     }
 }
+
+/// The task list read this tick (every task not done), by Plane issue id:
+/// lets the no-op memo hold without reading each issue's task
+/// (docs/plane.md, the no-op memo). Skips only: a replay is always decided
+/// on a fresh read.
+#[derive(Debug, Default)]
+pub struct ListedTasks {
+    /// None: two listed tasks name the issue, or the tick wrote to its
+    /// task after the list was read. The list cannot say; read it fresh.
+    by_issue: HashMap<String, Option<Task>>,
+    /// Every element of the list was a readable task. Only then does an
+    /// issue the list does not name have no task or a done one; a bad
+    /// element could be any issue's task.
+    complete: bool,
+}
+
+impl ListedTasks {
+    pub fn new<'t>(tasks: impl IntoIterator<Item = &'t Task>, complete: bool) -> ListedTasks {
+        let mut by_issue: HashMap<String, Option<Task>> = HashMap::new();
+        for t in tasks {
+            let Some(issue) = t.issue_id() else {
+                continue;
+            };
+            by_issue
+                .entry(issue.to_string())
+                .and_modify(|e| *e = None)
+                // The memo does not look at dependencies: not kept.
+                .or_insert_with(|| {
+                    Some(Task {
+                        depends_on: Vec::new(),
+                        ..t.clone()
+                    })
+                });
+        }
+        ListedTasks { by_issue, complete }
+    }
+
+    /// The tick wrote to (or may have changed) this issue's task.
+    pub fn forget(&mut self, issue_id: &str) {
+        self.by_issue.insert(issue_id.to_string(), None);
+    }
+
+    /// Some(the task as listed; None when not listed) when `memo` still
+    /// holds for the issue as listed now and its task as the list shows it;
+    /// None when it does not or the list cannot tell: read the task fresh.
+    pub fn unchanged(
+        &self,
+        issue_id: &str,
+        memo: &NoopMemo,
+        issue_updated_at: Option<&str>,
+        issue_state: &str,
+    ) -> Option<Option<&Task>> {
+        match self.by_issue.get(issue_id) {
+            Some(Some(t)) => memo
+                .matches(&NoopMemo::of(issue_updated_at, issue_state, Some(t)))
+                .then_some(Some(t)),
+            Some(None) => None,
+            // Not listed: no task, or a done one (the list leaves those
+            // out, and done is terminal). That is what the memo saw when it
+            // saw no task or a done one. A task created and done between two
+            // lists, or a done task touched or deleted, goes unseen until
+            // the issue changes.
+            None if self.complete && memo.task_stage.as_deref().is_none_or(|s| s == DONE_STAGE) => {
+                let seen = NoopMemo {
+                    task_stage: memo.task_stage.clone(),
+                    task_updated_at: memo.task_updated_at.clone(),
+                    ..NoopMemo::of(issue_updated_at, issue_state, None)
+                };
+                memo.matches(&seen).then_some(None)
+            }
+            None => None,
+        }
+    }
+}
+
+/// The one stage the task list leaves out (docs/orchestrator-api.md).
+const DONE_STAGE: &str = "done";
 
 /// The outcomes the no-op memo remembers.
 pub fn is_noop(outcome: Outcome) -> bool {
@@ -494,6 +573,96 @@ mod tests {
         let odd = NoopMemo::of(Some("garbage"), "s", None);
         assert!(odd.matches(&NoopMemo::of(Some("garbage"), "s", None)));
         assert!(!odd.matches(&NoopMemo::of(None, "s", None)));
+    }
+
+    fn of_issue(t: Task, issue: &str) -> Task {
+        Task {
+            plane_issue_id: Some(issue.into()),
+            ..t
+        }
+    }
+
+    #[test]
+    fn the_task_list_holds_a_memo_only_where_it_can_tell() {
+        let at = "2026-06-09T09:00:00Z";
+        let review = of_issue(dated("review", "2026-06-09T10:00:00Z"), "i-1");
+        let m = memo(at, "u-approved", Some(&review));
+        let listed = ListedTasks::new([&review], true);
+        let held = listed.unchanged("i-1", &m, Some(at), "u-approved");
+        assert_eq!(held, Some(Some(&review)));
+        // Any change the list shows: read fresh.
+        assert_eq!(
+            listed.unchanged("i-1", &m, Some("2026-06-09T09:00:01Z"), "u-approved"),
+            None
+        );
+        assert_eq!(listed.unchanged("i-1", &m, Some(at), "u-rejected"), None);
+        let moved = of_issue(dated("testing", "2026-06-09T10:00:00Z"), "i-1");
+        let listed_moved = ListedTasks::new([&moved], true);
+        assert_eq!(
+            listed_moved.unchanged("i-1", &m, Some(at), "u-approved"),
+            None
+        );
+        // A task the tick wrote to since: read fresh.
+        let mut written = ListedTasks::new([&review], true);
+        written.forget("i-1");
+        assert_eq!(written.unchanged("i-1", &m, Some(at), "u-approved"), None);
+        // Two tasks name the issue, the first of them unchanged: read fresh.
+        let other = Task {
+            id: 8,
+            ..review.clone()
+        };
+        let twice = ListedTasks::new([&review, &other], true);
+        assert_eq!(twice.unchanged("i-1", &m, Some(at), "u-approved"), None);
+        // A memo of a listed task whose task is gone from the list (done
+        // now): read fresh.
+        assert_eq!(
+            ListedTasks::new([], true).unchanged("i-1", &m, Some(at), "u-approved"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unlisted_issue_holds_a_memo_of_no_task_or_a_done_one() {
+        let at = "2026-06-09T09:00:00Z";
+        let done = of_issue(dated("done", "2026-06-09T10:00:00Z"), "i-1");
+        let of_done = memo(at, "u-approved", Some(&done));
+        let of_none = memo(at, "u-toanalyse", None);
+        let empty = ListedTasks::new([], true);
+        assert_eq!(
+            empty.unchanged("i-1", &of_done, Some(at), "u-approved"),
+            Some(None)
+        );
+        assert_eq!(
+            empty.unchanged("i-1", &of_none, Some(at), "u-toanalyse"),
+            Some(None)
+        );
+        // The issue itself changed: read fresh.
+        assert_eq!(
+            empty.unchanged("i-1", &of_done, Some("2026-06-09T09:05:00Z"), "u-approved"),
+            None
+        );
+        // A list with a bad element may have hidden the issue's task.
+        let partial = ListedTasks::new([], false);
+        assert_eq!(
+            partial.unchanged("i-1", &of_done, Some(at), "u-approved"),
+            None
+        );
+        assert_eq!(
+            partial.unchanged("i-1", &of_none, Some(at), "u-toanalyse"),
+            None
+        );
+        // The task was done, now it is listed (reopened): read fresh.
+        let reopened = of_issue(dated("review", "2026-06-09T11:00:00Z"), "i-1");
+        let listed = ListedTasks::new([&reopened], true);
+        assert_eq!(
+            listed.unchanged("i-1", &of_done, Some(at), "u-approved"),
+            None
+        );
+        // No task then, one now: read fresh.
+        assert_eq!(
+            listed.unchanged("i-1", &of_none, Some(at), "u-toanalyse"),
+            None
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::{Slot, Tick, Unblock};
 use crate::core::deps::{DepGraph, Readiness};
 use crate::core::gate::{self, PlaneView, Unresolved};
 use crate::core::outcome::{Outcome, Reason, Verdict};
+use crate::core::plane::ListedTasks;
 use crate::peers::orchestrator::{Advance, BadTask, Task};
 use crate::store;
 use crate::tick::Command;
@@ -41,6 +42,12 @@ impl Tick<'_> {
                 tasks.push(t);
                 tasks.len() - 1
             }));
+        }
+        // The Plane pass of `all` checks its no-op memos against this list
+        // instead of reading each issue's task (docs/plane.md).
+        if self.opts.command == Command::All && self.cfg.reconcile.plane_enabled {
+            let complete = order.iter().all(Result::is_ok);
+            self.listed = Some(ListedTasks::new(&tasks, complete));
         }
         // Actions an earlier tick left unconfirmed, before any new one.
         self.recheck_gate_intents(&tasks)?;
@@ -246,6 +253,13 @@ impl Tick<'_> {
         let unit = format!("gate:{}", task.id);
         self.begin_intent(&unit, &task.stage, &gate_unblock(task, state_uuid.clone()))?;
         let result = self.orchestrator.advance(task.id, &task.stage);
+        // Unless the gate was red, the task moved (or may have, or had
+        // since the list): the Plane pass reads it fresh.
+        if !matches!(result, Ok(Advance::GateRed { .. }))
+            && let (Some(listed), Some(issue)) = (&mut self.listed, task.issue_id())
+        {
+            listed.forget(issue);
+        }
         // A transport error leaves the effect unknown: the intent stays for
         // the next tick to re-check. Any answer resolves it.
         match &result {

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::config::Config;
 use crate::core::gate::Unresolved;
 use crate::core::outcome::Reason;
+use crate::core::plane::ListedTasks;
 use crate::peers::http::{Client, ErrorKind, Peer};
 use crate::peers::orchestrator::Orchestrator;
 use crate::peers::plane::{Plane, PlaneFailure, Refusal};
@@ -154,6 +155,9 @@ struct Tick<'a> {
     queued: Vec<(i64, Slot)>,
     /// The intent the next recorded unblock resolves (docs/reliability.md).
     resolving: Option<String>,
+    /// The task list by Plane issue, for the no-op memo (docs/plane.md):
+    /// the gate pass's in `all`.
+    listed: Option<ListedTasks>,
 }
 
 /// The tick's de-dup memory (docs/decisions.md, de-dup).
@@ -324,6 +328,7 @@ impl<'a> Tick<'a> {
             patched: std::collections::HashSet::new(),
             queued: Vec::new(),
             resolving: None,
+            listed: None,
         }
     }
 

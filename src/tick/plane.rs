@@ -226,7 +226,20 @@ impl Tick<'_> {
                 None,
             ));
         }
-        let task = match self.orchestrator.task_by_issue(&issue.id) {
+        // A memo the task list still shows holding costs no request; any
+        // other issue's task is read fresh (docs/plane.md).
+        let listed = match (memo, &self.listed) {
+            (Some(m), Some(l)) => l
+                .unchanged(&issue.id, m, issue.updated_at.as_deref(), state)
+                .map(|t| t.cloned()),
+            _ => None,
+        };
+        let held = listed.is_some();
+        let read = match listed {
+            Some(t) => Ok(t),
+            None => self.orchestrator.task_by_issue(&issue.id),
+        };
+        let task = match read {
             Ok(t) => t,
             Err(e) => {
                 let mut unit =
@@ -238,7 +251,8 @@ impl Tick<'_> {
         let mut unit =
             PlaneUnit::new(&issue.id, trigger, Outcome::Skipped, None).with_task(task.as_ref());
         let seen = NoopMemo::of(issue.updated_at.as_deref(), state, task.as_ref());
-        let remembered = memo.is_some_and(|m| m.matches(&seen));
+        // Held by the list: a task it leaves out (a done one) is None here.
+        let remembered = held || memo.is_some_and(|m| m.matches(&seen));
         let action = match plane_pass::decide(trigger, task.as_ref(), cfg, self.actions, remembered)
         {
             Decision::Skip(r) => {
