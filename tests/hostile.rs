@@ -88,6 +88,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "exit 74 naming the sidecar; the advance POST and the webhook replay are never sent",
         "an_action_whose_intent_cannot_be_written_is_not_sent",
     ),
+    (
+        "megabytes in a Plane issue's name or a state's name, an issue id or state over 256 bytes, a task's work item id over 256 bytes",
+        "nothing over a few KiB reaches the sidecar: names cut to 4 KiB at a character boundary, an over-long id or state is a bad entry that fails only its unit; the other issues and tasks advance, no panic",
+        "huge_peer_strings_never_reach_the_sidecar_and_fail_only_their_unit",
+    ),
 ];
 
 /// Project BAD (repo acme/bad), whose issue listing never ends, with one
@@ -649,4 +654,139 @@ fn the_hostile_conditions_table_is_current() {
         committed == want,
         "docs/reliability.md's hostile conditions are out of date; run RECONCILE_BLESS=1 cargo test --test hostile and commit it"
     );
+}
+
+/// The longest value of every column of every table of the sidecar, with
+/// where it is.
+fn longest_sidecar_value(path: &std::path::Path) -> (i64, String) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut longest = (0, String::new());
+    for t in tables {
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{t}')"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for c in columns {
+            let n: Option<i64> = conn
+                .query_row(
+                    &format!("SELECT max(length(CAST(\"{c}\" AS BLOB))) FROM \"{t}\""),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            if n.unwrap_or(0) > longest.0 {
+                longest = (n.unwrap_or(0), format!("{t}.{c}"));
+            }
+        }
+    }
+    longest
+}
+
+#[test]
+fn huge_peer_strings_never_reach_the_sidecar_and_fail_only_their_unit() {
+    // 2 MB each: well over any cap, well under the 32 MiB body limit.
+    let huge_name = "ж".repeat(1 << 20);
+    let long_id = "i".repeat(1000);
+    let mut bad_task = SimTask::new(5, "testing").repo(REPO).green();
+    bad_task.work_item_id = Some("W".repeat(2 << 20));
+    let name = huge_name.clone();
+    let (id, state) = (long_id.clone(), "s".repeat(2 << 20));
+    let stack = Test::new()
+        .stuck(1, "testing", "In Progress")
+        .stuck(2, "testing", "In Progress")
+        .issue(3, "In Progress")
+        .issue(4, "In Progress")
+        .task_in(bad_task, "In Progress")
+        .scenario(move |s| {
+            let p = &mut s.projects[0];
+            p.issues[1].name = name.clone();
+            p.issues[2].id = id;
+            p.issues[3].state = state;
+            let mut extra = p.states[0].clone();
+            extra.id = sim_uuid(&["state", "huge"]);
+            extra.name = name;
+            p.states.push(extra);
+        })
+        .start();
+    let run = stack.tick(&["all"]);
+    run.code(1);
+    // The healthy tasks advance, task 2 despite its issue's huge name.
+    assert_eq!(run.gate_outcome(1), "advanced", "{run}");
+    assert_eq!(run.gate_outcome(2), "advanced", "{run}");
+    assert_eq!(stack.stage(2), "review");
+    // The over-long ids are bad entries naming the limit, nothing else.
+    let failed: Vec<String> = run.json()["plane"]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["outcome"] == "error")
+        .map(|u| u["detail"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|d| d.contains("issue id is 1000 bytes long")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|d| d.contains("over the 256-byte limit") && d.contains("state")),
+        "{failed:?}"
+    );
+    let bad = run.gate_unit(5);
+    assert_eq!(bad["outcome"], "error", "{run}");
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap()
+            .contains("work_item_id is 2097152 bytes long")
+    );
+    assert_eq!(stack.stage(5), "testing");
+    assert!(
+        run.stdout.len() < 64 * 1024,
+        "the report is bounded too: {} bytes",
+        run.stdout.len()
+    );
+
+    let path = stack.state_path();
+    let (len, at) = longest_sidecar_value(&path);
+    assert!(len <= 8 * 1024, "{at} holds {len} bytes");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let raw: String = conn
+        .query_row(
+            "SELECT raw_json FROM mirror_issue WHERE issue_id = ?1",
+            [issue_id(2)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let kept: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let kept = kept["name"].as_str().unwrap();
+    assert!(kept.len() <= 4096 && kept.len() > 4000, "{}", kept.len());
+    assert!(huge_name.starts_with(kept.trim_end_matches('…')));
+    let stored: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM mirror_issue WHERE issue_id = ?1 OR issue_id = ?2",
+            [long_id.as_str(), issue_id(4).as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0, "the bad entries are not mirrored");
+    drop(conn);
+    // The next tick (incremental) still works and keeps the bound.
+    let again = stack.tick(&["all"]);
+    again.code(1);
+    assert_eq!(again.gate_outcome(5), "error");
+    let (len, at) = longest_sidecar_value(&path);
+    assert!(len <= 8 * 1024, "{at} holds {len} bytes");
 }

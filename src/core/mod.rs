@@ -14,6 +14,7 @@ macro_rules! serialize_as_str {
 }
 pub(crate) use serialize_as_str;
 
+pub mod bounds;
 pub mod deps;
 pub mod gate;
 pub mod outcome;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::core::bounds::{MAX_TEXT, cut};
+
 /// A response body larger than this fails the unit instead of eating memory.
 pub const MAX_BODY: u64 = 32 * 1024 * 1024;
 
@@ -181,8 +183,10 @@ impl Client {
 
     fn error(&self, method: &str, url: &str, kind: ErrorKind) -> PeerError {
         let kind = match kind {
-            ErrorKind::Transport(m) => ErrorKind::Transport(self.redact(&m)),
-            ErrorKind::Body(m) => ErrorKind::Body(self.redact(&m)),
+            // Cut after redacting, so no part of a secret survives the cut;
+            // a decode error may quote megabytes of a peer's string.
+            ErrorKind::Transport(m) => ErrorKind::Transport(cut(self.redact(&m), MAX_TEXT)),
+            ErrorKind::Body(m) => ErrorKind::Body(cut(self.redact(&m), MAX_TEXT)),
             ErrorKind::Status {
                 code,
                 snippet,

@@ -7,6 +7,7 @@ pub use crate::core::task::Task;
 
 use super::http::{Client, PeerError};
 use crate::config::Secret;
+use crate::core::bounds::{MAX_ID, MAX_TEXT, cut};
 
 /// One element of the task list that could not be read as a Task.
 #[derive(Debug, Clone)]
@@ -115,7 +116,7 @@ impl Orchestrator {
             .tasks
             .into_iter()
             .map(|e| match e {
-                Entry::Task(t) => Ok(t),
+                Entry::Task(t) => bounded(t),
                 Entry::Other(v) => parse_task(v),
             })
             .collect();
@@ -137,12 +138,21 @@ impl Orchestrator {
         }
         let path = format!("/reconcile/v1/tasks?plane_issue_id={}", encode(issue_id));
         let list: List = self.get(&path)?;
-        Ok(list.tasks.into_iter().next())
+        match list.tasks.into_iter().next().map(bounded).transpose() {
+            Ok(task) => Ok(task),
+            Err(bad) => Err(PeerError {
+                peer: self.http.peer(),
+                endpoint: self.http.redact(&format!("GET {}{path}", self.base)),
+                kind: super::http::ErrorKind::Body(bad.error),
+            }),
+        }
     }
 
     /// Read-only evaluation of the stage's gate (dry-run).
     pub fn gate(&self, task_id: i64) -> Result<GateReport, PeerError> {
-        self.get(&format!("/reconcile/v1/tasks/{task_id}/gate"))
+        let mut g: GateReport = self.get(&format!("/reconcile/v1/tasks/{task_id}/gate"))?;
+        g.detail = g.detail.map(|d| cut(d, MAX_TEXT));
+        Ok(g)
     }
 
     /// Advance if the gate passes, under the orchestrator's own claim.
@@ -158,9 +168,10 @@ impl Orchestrator {
         match resp.status {
             200..=299 => {
                 let b: AdvanceBody = self.http.decode("POST", &url, &resp.body)?;
-                let detail = b.detail.unwrap_or_default();
+                let detail = cut(b.detail.unwrap_or_default(), MAX_TEXT);
                 if b.advanced {
-                    let stage_after = b.stage_after.unwrap_or_default();
+                    // Only reported: cut rather than refused.
+                    let stage_after = cut(b.stage_after.unwrap_or_default(), MAX_ID);
                     Ok(Advance::Advanced {
                         stage_after,
                         detail,
@@ -173,7 +184,7 @@ impl Orchestrator {
                 let detail = serde_json::from_slice::<AdvanceBody>(&resp.body)
                     .ok()
                     .and_then(|b| b.detail)
-                    .unwrap_or_else(|| "conflict".into());
+                    .map_or_else(|| "conflict".into(), |d| cut(d, MAX_TEXT));
                 Ok(Advance::Refused { detail })
             }
             _ => Err(self.http.status_error("POST", &url, &resp)),
@@ -207,10 +218,24 @@ impl Orchestrator {
 
 fn parse_task(v: serde_json::Value) -> Result<Task, BadTask> {
     let id = v.get("id").and_then(|i| i.as_i64());
-    Task::deserialize(&v).map_err(|e| BadTask {
-        id,
-        error: format!("orchestrator task list: {e}"),
-    })
+    Task::deserialize(&v)
+        .map_err(|e| BadTask {
+            id,
+            // serde quotes the offending string, which may be megabytes.
+            error: cut(format!("orchestrator task list: {e}"), MAX_TEXT),
+        })
+        .and_then(bounded)
+}
+
+/// A task whose identifiers fit (docs/sidecar.md), else a bad entry.
+fn bounded(t: Task) -> Result<Task, BadTask> {
+    match t.check_bounds() {
+        Ok(()) => Ok(t),
+        Err(e) => Err(BadTask {
+            id: Some(t.id),
+            error: format!("orchestrator task list: {e}"),
+        }),
+    }
 }
 
 /// Lowercase hex HMAC-SHA256 of the exact body bytes (X-Plane-Signature).

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{Client, PeerError};
+use crate::core::bounds::{self, MAX_TEXT};
 use crate::core::states::PlaneState;
 
 /// An id as one URL path segment: ids come from peers, and one holding
@@ -139,17 +140,33 @@ pub struct Issue {
 }
 
 impl Issue {
-    pub fn from_value(raw: Value) -> Result<Issue, String> {
+    /// An issue as listed, bounded (docs/sidecar.md): an id or a state over
+    /// [`MAX_ID`](bounds::MAX_ID) makes a bad entry (a cut id would name another issue),
+    /// other identifiers over it are dropped, text is cut to [`MAX_TEXT`],
+    /// and a list or an object where Plane sends a scalar is dropped.
+    pub fn from_value(mut raw: Value) -> Result<Issue, String> {
         let id = match raw.get("id") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(other) => return Err(format!("issue id is not a string: {other}")),
+            Some(other) => {
+                return Err(format!(
+                    "issue id is not a string: {}",
+                    bounds::head(&other.to_string())
+                ));
+            }
             None => return Err("issue without an id".into()),
         };
+        bounds::check_id("issue id", &id)?;
         let state = match raw.get("state") {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_string),
             _ => None,
         };
+        if let Some(s) = &state {
+            bounds::check_id(&format!("the state of issue {id}"), s)?;
+        }
+        if let Value::Object(m) = &mut raw {
+            bounds::bound_issue(m, state.as_deref());
+        }
         let updated_at = raw
             .get("updated_at")
             .and_then(Value::as_str)
@@ -192,7 +209,7 @@ impl std::fmt::Display for Stop {
             Stop::RepeatedCursor(c) => write!(
                 f,
                 "the listing repeats cursor {:?}; stopped instead of looping",
-                crate::core::text::escape(c)
+                crate::core::text::escape(&bounds::head(c))
             ),
             Stop::TooManyPages(n) => write!(
                 f,
@@ -482,13 +499,16 @@ impl Plane {
         values
             .into_iter()
             .map(|v| {
-                serde_json::from_value::<PlaneState>(v).map_err(|e| {
-                    PlaneFailure::Failed(PeerError {
-                        peer: self.http.peer(),
-                        endpoint: self.http.redact(&format!("GET {url}")),
-                        kind: super::http::ErrorKind::Body(format!("unexpected state ({e})")),
+                serde_json::from_value::<PlaneState>(v)
+                    .map_err(|e| format!("unexpected state ({e})"))
+                    .and_then(bounds::bound_state)
+                    .map_err(|e| {
+                        PlaneFailure::Failed(PeerError {
+                            peer: self.http.peer(),
+                            endpoint: self.http.redact(&format!("GET {url}")),
+                            kind: super::http::ErrorKind::Body(bounds::cut(e, MAX_TEXT)),
+                        })
                     })
-                })
             })
             .collect()
     }
