@@ -5,7 +5,7 @@
 
 mod support;
 
-use reconcile::sim::{Peer, SimProject, sim_uuid};
+use reconcile::sim::{Peer, SimProject, SimState, sim_uuid};
 use serde_json::Value;
 use support::*;
 
@@ -261,4 +261,131 @@ fn a_project_never_read_is_reported_counted_and_warned() {
     assert!(order[0].contains(&sim_uuid(&["project", "Q"])));
     assert_eq!(run.json()["counters"]["plane_projects_unread"], 0);
     assert!(warnings(&run).is_empty(), "{run}");
+}
+
+/// The Plane requests of the last tick in order: `S` and the project for
+/// a states listing, `L` for an issue listing.
+fn plane_calls(stack: &Stack, names: &[&str]) -> Vec<String> {
+    stack
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.peer == Peer::Plane)
+        .map(|r| {
+            let name = names
+                .iter()
+                .find(|n| r.path.contains(&sim_uuid(&["project", &n.to_uppercase()])))
+                .unwrap();
+            let kind = if r.path.contains("/states/") {
+                "S"
+            } else {
+                "L"
+            };
+            format!("{kind}{name}")
+        })
+        .collect()
+}
+
+#[test]
+fn stale_states_wait_for_the_budget_the_listings_leave_over() {
+    let names = ["a", "b", "c", "d"];
+    // A TTL of 0: cached states are stale as soon as they are stored, and
+    // stay usable up to the hard bound (0 + full_resync_s, 1800 s).
+    let stack = fleet(
+        names
+            .iter()
+            .map(|n| project(&n.to_uppercase(), 3))
+            .collect(),
+    )
+    .set("state", "states_cache_ttl_s", "0")
+    .start();
+    // Cold: no states cached, each read fetches them (states + page).
+    new_minute(&stack, 60);
+    stack.tick(&["plane"]).code(0);
+    assert_eq!(
+        plane_calls(&stack, &names),
+        ["Sa", "La", "Sb", "Lb", "Sc", "Lc", "Sd", "Ld"]
+    );
+
+    // A budget for everything: every listing first, then the stale states,
+    // oldest first (all fetched in the same tick: in read order).
+    new_minute(&stack, 60);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(
+        plane_calls(&stack, &names),
+        ["La", "Lb", "Lc", "Ld", "Sa", "Sb", "Sc", "Sd"]
+    );
+    // A project's requests count its refresh.
+    for p in run.json()["plane"]["projects"].as_array().unwrap() {
+        assert_eq!(p["requests"], 2, "{p}");
+    }
+
+    // 3 above the reserve: three listings with their cached states, and no
+    // refresh (before, a read with stale states cost two: one project).
+    new_minute(&stack, 13);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(plane_calls(&stack, &names), ["La", "Lb", "Lc"]);
+    assert_eq!(
+        read_and_deferred(&run),
+        (vec!["a".into(), "b".into(), "c".into()], vec!["d".into()])
+    );
+
+    // 5 above the reserve: D (the oldest sync) and the three others, then
+    // one refresh: D's states are not older than the others', and D was
+    // read first.
+    new_minute(&stack, 15);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(plane_calls(&stack, &names), ["Ld", "La", "Lb", "Lc", "Sd"]);
+    assert!(
+        stack.sim.requests().iter().all(|r| r.status != Some(429)),
+        "no 429"
+    );
+    let (read, deferred) = read_and_deferred(&run);
+    assert_eq!((read.len(), deferred.len()), (4, 0), "{run}");
+}
+
+#[test]
+fn an_issue_in_a_state_the_cache_lacks_refreshes_the_states_on_the_next_read() {
+    let stack = fleet(vec![project("A", 3)]).start();
+    new_minute(&stack, 60);
+    stack.tick(&["plane"]).code(0);
+    assert_eq!(plane_calls(&stack, &["a"]), ["Sa", "La"]);
+
+    // Plane gains a state and issue 2 moves into it.
+    let a = sim_uuid(&["project", "A"]);
+    let new_state = sim_uuid(&["state", &a, "Parked"]);
+    let issue = sim_uuid(&["issue", &a, "2"]);
+    stack.sim.update(|w| {
+        w.project_mut(&a).unwrap().states.push(SimState {
+            id: new_state.clone(),
+            name: "Parked".into(),
+            group: "backlog".into(),
+            sequence: 99_999.0,
+        });
+        let now = w.now_ago();
+        let i = w.issue_mut(&issue).unwrap();
+        i.state = new_state.clone();
+        i.updated_ago_s = now;
+    });
+
+    // The states are fresh (TTL 300 s): this read lists only, and sees the
+    // issue in a state it cannot name.
+    new_minute(&stack, 60);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(plane_calls(&stack, &["a"]), ["La"]);
+    assert!(run.stderr.contains("refreshed on the next read"), "{run}");
+
+    // The next read fetches them first, still within the TTL.
+    new_minute(&stack, 60);
+    stack.tick(&["plane"]).code(0);
+    assert_eq!(plane_calls(&stack, &["a"]), ["Sa", "La"]);
+
+    // Once they name it, nothing more: one listing.
+    new_minute(&stack, 60);
+    stack.tick(&["plane"]).code(0);
+    assert_eq!(plane_calls(&stack, &["a"]), ["La"]);
 }

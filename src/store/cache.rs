@@ -191,6 +191,20 @@ impl Sidecar {
         })
     }
 
+    /// Marks a project's cached states as outdated (an issue named a state
+    /// they lack): they still serve, and its next read fetches them again
+    /// (docs/plane.md, "the fair schedule").
+    pub fn outdate_states(&mut self, project_id: &str) -> Result<()> {
+        let epoch = format_ts(OffsetDateTime::UNIX_EPOCH);
+        self.write("mark the states cache outdated", |tx| {
+            tx.execute(
+                "UPDATE states_cache SET fetched_at = ?2 WHERE project_id = ?1",
+                params![project_id, epoch],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Records a sync that started at `started`: a full one replaces the
     /// project's mirror (issues no longer listed are dropped), an
     /// incremental one upserts what it saw. One transaction.

@@ -13,6 +13,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::outcome::PlanePass;
+use super::schedule::{
+    Plan, StatesAge, cost, fits, names_new_state, order, refresh_queue, states_age,
+};
 use super::{Blind, Store, Tick};
 use crate::config::{Config, Project};
 use crate::core::states::{PlaneState, StateMap, merge_state_names};
@@ -41,20 +44,38 @@ impl ProjectView {
 /// What the sidecar already holds for a project.
 struct Known {
     project: Project,
-    states: Option<Vec<PlaneState>>,
+    /// The cached states that serve this read and when they were fetched;
+    /// None when the read fetches them.
+    states: Option<(OffsetDateTime, Vec<PlaneState>)>,
     mirror: Option<Mirror>,
 }
 
-/// What one project's reads brought back.
+/// One job of a worker: a project's read, or only a refresh of its
+/// states from the budget the reads left over.
+enum Job {
+    Read(Known),
+    States(Project),
+}
+
+/// What one job brought back.
 struct Fetched {
     project: Project,
-    result: Result<Sync, Blind>,
+    result: Result<Got, Blind>,
     requests: u64,
+    /// A states refresh alone (the project was read already).
+    refresh: bool,
+}
+
+enum Got {
+    Sync(Sync),
+    States(Vec<PlaneState>),
 }
 
 struct Sync {
     /// Fresh from Plane (to be cached), or None when the cache served.
     fresh_states: Option<Vec<PlaneState>>,
+    /// When the cached states that served were fetched.
+    cached_at: Option<OffsetDateTime>,
     states: Vec<PlaneState>,
     full: bool,
     started: OffsetDateTime,
@@ -105,11 +126,11 @@ fn fetch(
 ) -> Fetched {
     let pid = known.project.plane_project_id.clone();
     let result = (|| {
-        let (states, fresh_states) = match known.states {
-            Some(s) => (s, None),
+        let (states, fresh_states, cached_at) = match known.states {
+            Some((at, s)) => (s, None, Some(at)),
             None => {
                 let s = plane.states(&pid).map_err(Blind::from)?;
-                (s.clone(), Some(s))
+                (s.clone(), Some(s), None)
             }
         };
         let full_every = seconds(cfg.plane.full_resync_s);
@@ -150,20 +171,36 @@ fn fetch(
             (a.sequence_id.unwrap_or(i64::MAX), &a.id)
                 .cmp(&(b.sequence_id.unwrap_or(i64::MAX), &b.id))
         });
-        Ok(Sync {
+        Ok(Got::Sync(Sync {
             fresh_states,
+            cached_at,
             states,
             full,
             started: now,
             seen,
             issues,
             bad,
-        })
+        }))
     })();
     Fetched {
         project: known.project,
         result,
         requests: counter.load(Ordering::Relaxed),
+        refresh: false,
+    }
+}
+
+/// A refresh of a project's states alone (runs on a worker).
+fn fetch_states((plane, counter): (&Plane, &AtomicU64), project: Project) -> Fetched {
+    let result = plane
+        .states(&project.plane_project_id)
+        .map(Got::States)
+        .map_err(Blind::from);
+    Fetched {
+        project,
+        result,
+        requests: counter.load(Ordering::Relaxed),
+        refresh: true,
     }
 }
 
@@ -187,6 +224,18 @@ fn keep(
     let map = StateMap::build(&sync.states, &names);
     for w in &map.warnings {
         log::warn!("project {}: {w}", project.repo);
+    }
+    if let (Some(at), Store::Live(store)) = (sync.cached_at, &mut *store)
+        && names_new_state(&map, at, &sync.seen)
+    {
+        // States changed in Plane since they were cached: the next read
+        // fetches them whatever their age (docs/plane.md, "the fair
+        // schedule").
+        log::info!(
+            "project {}: an issue is in a state the cached states lack; they are refreshed on the next read",
+            project.repo
+        );
+        store.outdate_states(pid)?;
     }
     let by_id = sync
         .issues
@@ -234,6 +283,7 @@ impl Tick<'_> {
         }
         let ttl = seconds(self.cfg.state.states_cache_ttl_s);
         let full_every = seconds(self.cfg.plane.full_resync_s);
+        let hard = ttl.saturating_add(full_every);
         let full_per_page = self.plane.full_per_page();
         let syncs = match self.store.reader() {
             Some(s) => s.mirror_syncs()?,
@@ -243,18 +293,19 @@ impl Tick<'_> {
         for p in todo {
             let pid = &p.plane_project_id;
             let sync = syncs.get(pid);
-            let states_fresh = match self.store.reader() {
-                Some(s) => s
-                    .states_fetched_at(pid)?
-                    .is_some_and(|at| self.now - at < ttl),
-                None => false,
+            let states_at = match self.store.reader() {
+                Some(s) => s.states_fetched_at(pid)?,
+                None => None,
             };
+            let states = states_age(states_at, self.now, ttl, hard);
             let full = sync.is_none_or(|m| full_every <= self.now - m.last_full_at);
             plans.push(Plan {
                 project: p.clone(),
                 last_synced: sync.map(|m| m.last_started_at),
+                states_at,
+                states,
                 cost: cost(
-                    states_fresh,
+                    states != StatesAge::Expired,
                     full,
                     sync.map_or(0, |m| m.issues),
                     full_per_page,
@@ -264,6 +315,7 @@ impl Tick<'_> {
                 .insert(pid.clone(), sync.map(|m| m.last_started_at));
         }
         order(&mut plans);
+        let refreshes = refresh_queue(&plans);
         self.wanted
             .extend(plans.iter().map(|p| p.project.plane_project_id.clone()));
 
@@ -271,12 +323,12 @@ impl Tick<'_> {
         let (plane, cfg, now, deadline) = (&self.plane, self.cfg, self.now, self.deadline);
         let reserve = i64::from(cfg.plane.rate_reserve);
         let store = &mut self.store;
-        let (job_tx, job_rx) = std::sync::mpsc::channel::<(Known, Plane, Arc<AtomicU64>)>();
+        let (job_tx, job_rx) = std::sync::mpsc::channel::<(Job, Plane, Arc<AtomicU64>)>();
         let job_rx = Mutex::new(job_rx);
         let (tx, rx) = std::sync::mpsc::channel::<Fetched>();
         // Each result is stored and slimmed as it arrives, so that no more
         // than `workers` projects' listings are held at once.
-        let mut kept: Vec<(String, Result<ProjectView, Blind>, u64)> = Vec::new();
+        let mut kept: Vec<Kept> = Vec::new();
         let mut failure: Option<anyhow::Error> = None;
         std::thread::scope(|scope| -> anyhow::Result<()> {
             for _ in 0..workers {
@@ -285,21 +337,28 @@ impl Tick<'_> {
                 scope.spawn(move || {
                     loop {
                         let job = job_rx.lock().map(|rx| rx.recv());
-                        let Ok(Ok((known, plane, spent))) = job else {
+                        let Ok(Ok((job, plane, spent))) = job else {
                             break;
                         };
                         // No new project once Plane's share of the time is
                         // over (or a stop signal came).
                         let until = plane.client().deadline().unwrap_or(deadline);
-                        let fetched = if Instant::now() >= until || crate::signals::stop_requested()
-                        {
-                            Fetched {
+                        let late = Instant::now() >= until || crate::signals::stop_requested();
+                        let fetched = match job {
+                            Job::Read(known) if late => Fetched {
                                 project: known.project,
                                 result: Err(Blind::not_reached()),
                                 requests: 0,
-                            }
-                        } else {
-                            fetch((&plane, &spent), cfg, known, now)
+                                refresh: false,
+                            },
+                            Job::States(project) if late => Fetched {
+                                project,
+                                result: Err(Blind::not_reached()),
+                                requests: 0,
+                                refresh: true,
+                            },
+                            Job::Read(known) => fetch((&plane, &spent), cfg, known, now),
+                            Job::States(project) => fetch_states((&plane, &spent), project),
                         };
                         if tx.send(fetched).is_err() {
                             break;
@@ -312,6 +371,8 @@ impl Tick<'_> {
             let mut in_flight: Vec<(String, u64, Arc<std::sync::atomic::AtomicU64>)> = Vec::new();
             let mut received = 0usize;
             let mut sent = 0usize;
+            // Projects read with their stale cached states.
+            let mut stale_read: Vec<Project> = Vec::new();
             for plan in plans {
                 while sent - received >= workers {
                     let Ok(f) = rx.recv() else { break };
@@ -331,18 +392,24 @@ impl Tick<'_> {
                     committed,
                     plane.limited(),
                 ) {
-                    kept.push((pid, Err(blind), 0));
+                    kept.push(Kept {
+                        pid,
+                        view: Some(Err(blind)),
+                        requests: 0,
+                    });
                     continue;
                 }
                 let (states, mirror) = match store.reader() {
                     Some(s) => (
                         s.cached_states(&pid)?
-                            .filter(|(at, _)| now - *at < ttl)
-                            .map(|(_, st)| st),
+                            .filter(|_| plan.states != StatesAge::Expired),
                         s.mirror(&pid)?,
                     ),
                     None => (None, None),
                 };
+                if plan.states == StatesAge::Stale {
+                    stale_read.push(plan.project.clone());
+                }
                 let (counting, spent) = plane.counting();
                 in_flight.push((pid, plan.cost, spent.clone()));
                 let known = Known {
@@ -350,7 +417,37 @@ impl Tick<'_> {
                     states,
                     mirror,
                 };
-                if job_tx.send((known, counting, spent)).is_err() {
+                if job_tx.send((Job::Read(known), counting, spent)).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            // What the reads left over refreshes stale states, oldest
+            // first, one request each (docs/plane.md, "the fair schedule").
+            for pid in refreshes {
+                let Some(at) = stale_read.iter().position(|p| p.plane_project_id == pid) else {
+                    continue;
+                };
+                let project = stale_read.swap_remove(at);
+                while sent - received >= workers {
+                    let Ok(f) = rx.recv() else { break };
+                    in_flight.retain(|(pid, ..)| *pid != f.project.plane_project_id);
+                    received += 1;
+                    kept.extend(take(f, store, cfg, now, &mut failure));
+                }
+                let committed: u64 = in_flight
+                    .iter()
+                    .map(|(_, est, spent)| est.saturating_sub(spent.load(Ordering::Relaxed)))
+                    .sum();
+                if fits(1, plane.remaining(), reserve, committed, plane.limited()).is_err() {
+                    break;
+                }
+                let (counting, spent) = plane.counting();
+                in_flight.push((pid, 1, spent.clone()));
+                if job_tx
+                    .send((Job::States(project), counting, spent))
+                    .is_err()
+                {
                     break;
                 }
                 sent += 1;
@@ -364,11 +461,17 @@ impl Tick<'_> {
         if let Some(e) = failure {
             return Err(e);
         }
-        for (pid, view, requests) in kept {
+        for Kept {
+            pid,
+            view,
+            requests,
+        } in kept
+        {
+            *self.project_requests.entry(pid.clone()).or_default() += requests;
+            let Some(view) = view else { continue };
             if view.is_ok() {
                 self.last_synced.insert(pid.clone(), Some(now));
             }
-            self.project_requests.insert(pid.clone(), requests);
             self.projects.insert(pid, view.map(Arc::new));
         }
         Ok(())
@@ -423,36 +526,59 @@ impl Tick<'_> {
     }
 }
 
-/// One project's reads as they come back: stored (live) and turned into
-/// its view. After a sidecar failure nothing more is kept.
+/// What a job left for the tick: a project's view (None for a states
+/// refresh alone) and the requests it made.
+struct Kept {
+    pid: String,
+    view: Option<Result<ProjectView, Blind>>,
+    requests: u64,
+}
+
+/// One job's result as it comes back: stored (live) and, for a read,
+/// turned into its view. After a sidecar failure nothing more is kept.
 fn take(
     f: Fetched,
     store: &mut Store,
     cfg: &Config,
     now: OffsetDateTime,
     failure: &mut Option<anyhow::Error>,
-) -> Option<(String, Result<ProjectView, Blind>, u64)> {
+) -> Option<Kept> {
     let pid = f.project.plane_project_id.clone();
     let view = match f.result {
         Ok(_) if failure.is_some() => return None,
-        Ok(sync) => match keep(store, cfg, now, &f.project, sync) {
-            Ok(v) => Ok(v),
+        Ok(Got::Sync(sync)) => match keep(store, cfg, now, &f.project, sync) {
+            Ok(v) => Some(Ok(v)),
             Err(e) => {
                 *failure = Some(e);
                 return None;
             }
         },
-        Err(b) => Err(b),
+        Ok(Got::States(states)) => {
+            if let Store::Live(s) = store
+                && let Err(e) = s.store_states(&pid, &states, now)
+            {
+                *failure = Some(e.into());
+                return None;
+            }
+            None
+        }
+        // The project was read with its cached states: a refresh that
+        // failed leaves them as they were.
+        Err(b) if f.refresh => {
+            log::debug!(
+                "project {}: states not refreshed: {}",
+                f.project.repo,
+                b.message
+            );
+            None
+        }
+        Err(b) => Some(Err(b)),
     };
-    Some((pid, view, f.requests))
-}
-
-/// What `prefetch` knows of a project before reading it.
-struct Plan {
-    project: Project,
-    last_synced: Option<OffsetDateTime>,
-    /// The Plane requests its reads are expected to cost.
-    cost: u64,
+    Some(Kept {
+        pid,
+        view,
+        requests: f.requests,
+    })
 }
 
 /// How stale the Plane side of this tick is.
@@ -461,120 +587,4 @@ pub(crate) struct Staleness {
     pub unread: u64,
     pub oldest_sync_at: Option<OffsetDateTime>,
     pub oldest_sync_age_s: Option<i64>,
-}
-
-/// Oldest successful sync first, never synced before all; ties keep the
-/// configured order.
-fn order(plans: &mut [Plan]) {
-    plans.sort_by_key(|p| p.last_synced);
-}
-
-/// The requests a project's reads cost: its states when the cache cannot
-/// serve, then one page for an incremental sync, or the pages of a full
-/// listing as the mirror last counted them (one when it never did).
-fn cost(states_fresh: bool, full: bool, mirrored: u64, per_page: u32) -> u64 {
-    let states = u64::from(!states_fresh);
-    let listing = if full {
-        mirrored.div_ceil(u64::from(per_page.max(1))).max(1)
-    } else {
-        1
-    };
-    states + listing
-}
-
-/// Whether reads costing `cost` may start: with `remaining` the last
-/// X-RateLimit-Remaining (None before Plane answered once), `reserve` the
-/// requests kept for the orchestrator and `committed` what the reads in
-/// flight may still spend. A 429 this tick (`limited`) stops every read.
-fn fits(
-    cost: u64,
-    remaining: Option<i64>,
-    reserve: i64,
-    committed: u64,
-    limited: bool,
-) -> Result<(), Blind> {
-    if limited {
-        return Err(Blind::new(
-            crate::core::gate::Unresolved::RateLimited,
-            "not read: Plane answered 429 earlier in this tick".into(),
-        ));
-    }
-    let Some(remaining) = remaining else {
-        return Ok(());
-    };
-    let left = remaining - reserve - i64::try_from(committed).unwrap_or(i64::MAX);
-    if left >= i64::try_from(cost).unwrap_or(i64::MAX) {
-        return Ok(());
-    }
-    let message = if left <= 0 {
-        "not read: the Plane request budget is at the reserve".to_string()
-    } else {
-        format!(
-            "not read: its reads (~{cost} requests) do not fit in the {left} left above the reserve"
-        )
-    };
-    Err(Blind::new(crate::core::gate::Unresolved::Reserve, message))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    fn plan(name: &str, last: Option<OffsetDateTime>) -> Plan {
-        Plan {
-            project: Project {
-                repo: name.into(),
-                plane_project_id: name.into(),
-                enabled: true,
-                state_names: Default::default(),
-            },
-            last_synced: last,
-            cost: 1,
-        }
-    }
-
-    #[test]
-    fn never_synced_first_then_oldest_sync_ties_in_config_order() {
-        let t = |m: u8| Some(datetime!(2026-12-01 10:00 UTC) + time::Duration::minutes(m.into()));
-        let mut plans = vec![
-            plan("a", t(5)),
-            plan("b", None),
-            plan("c", t(1)),
-            plan("d", t(5)),
-            plan("e", None),
-        ];
-        order(&mut plans);
-        let names: Vec<&str> = plans.iter().map(|p| p.project.repo.as_str()).collect();
-        assert_eq!(names, ["b", "e", "c", "a", "d"]);
-    }
-
-    #[test]
-    fn cost_counts_states_and_the_pages_the_mirror_last_held() {
-        assert_eq!(cost(true, false, 5000, 1000), 1, "incremental: one page");
-        assert_eq!(cost(false, false, 5000, 1000), 2, "+ states");
-        assert_eq!(cost(true, true, 0, 1000), 1, "never counted: one page");
-        assert_eq!(cost(true, true, 1000, 1000), 1);
-        assert_eq!(cost(true, true, 1001, 1000), 2);
-        assert_eq!(cost(false, true, 2500, 100), 26);
-    }
-
-    #[test]
-    fn reads_start_while_they_fit_above_the_reserve() {
-        // Before Plane answered once, nothing is known: read.
-        assert!(fits(5, None, 10, 0, false).is_ok());
-        assert!(fits(1, Some(11), 10, 0, false).is_ok());
-        let e = fits(1, Some(10), 10, 0, false).unwrap_err();
-        assert_eq!(e.cause, crate::core::gate::Unresolved::Reserve);
-        assert!(e.message.contains("at the reserve"), "{}", e.message);
-        // A full listing of 3 pages does not fit in 2; a single page does.
-        let e = fits(3, Some(12), 10, 0, false).unwrap_err();
-        assert!(e.message.contains("~3 requests"), "{}", e.message);
-        assert!(fits(2, Some(12), 10, 0, false).is_ok());
-        // What the reads in flight may still spend is not available.
-        assert!(fits(1, Some(12), 10, 2, false).is_err());
-        assert!(fits(1, Some(13), 10, 2, false).is_ok());
-        let e = fits(1, Some(50), 10, 0, true).unwrap_err();
-        assert_eq!(e.cause, crate::core::gate::Unresolved::RateLimited);
-    }
 }

@@ -26,6 +26,7 @@ mod intents;
 pub mod notify;
 pub mod outcome;
 mod plane;
+mod schedule;
 
 use outcome::{
     GatePass, Notification, Notifications, PlanePass, Requests, SharedCause, TickOutcome,
