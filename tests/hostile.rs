@@ -93,6 +93,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "nothing over a few KiB reaches the sidecar: names cut to 4 KiB at a character boundary, an over-long id or state is a bad entry that fails only its unit; the other issues and tasks advance, no panic",
         "huge_peer_strings_never_reach_the_sidecar_and_fail_only_their_unit",
     ),
+    (
+        "SIGTERM while `--wait-lock 60` waits for another tick's lock",
+        "the wait ends at once: exit 75 saying so, no request sent, the lock not taken",
+        "a_signal_ends_the_wait_for_the_lock_at_once",
+    ),
 ];
 
 /// Project BAD (repo acme/bad), whose issue listing never ends, with one
@@ -789,4 +794,77 @@ fn huge_peer_strings_never_reach_the_sidecar_and_fail_only_their_unit() {
     assert_eq!(again.gate_outcome(5), "error");
     let (len, at) = longest_sidecar_value(&path);
     assert!(len <= 8 * 1024, "{at} holds {len} bytes");
+}
+
+#[test]
+fn a_signal_ends_the_wait_for_the_lock_at_once() {
+    use std::io::BufRead as _;
+    let stack = Test::new().stuck(1, "testing", "In Progress").start();
+    // Another tick's lock: the lock file beside the sidecar, every symlink
+    // of its path resolved, as the tool names it.
+    let dir = std::fs::canonicalize(stack.dir.path()).unwrap();
+    let held = std::fs::File::create(dir.join("state.sqlite.lock")).unwrap();
+    held.lock().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["--config", stack.config.to_str().unwrap()])
+        .args(["gate", "--wait-lock", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its stderr, line by line: the handlers are installed before the wait
+    // says it is waiting, so the signal cannot kill it outright.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("waiting up to 60 s"))
+    {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("the tick never said it waits ({e}): {seen:?}"),
+        }
+    }
+    let signalled = Instant::now();
+    signal(&child, "TERM");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "still waiting {:?} after SIGTERM",
+            signalled.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    assert_eq!(status.code(), Some(75), "{seen:?}");
+    assert!(
+        seen.iter().any(
+            |l| l.contains("stopped by a signal while waiting for the lock")
+                && l.contains("nothing was done")
+        ),
+        "{seen:?}"
+    );
+    assert!(
+        stack.sim.requests().is_empty(),
+        "{:?}",
+        stack.sim.requests()
+    );
+    assert_eq!(stack.stage(1), "testing");
+    // The lock was not taken: once the other tick is done, the next one
+    // runs at once and acts.
+    drop(held);
+    stack.tick(&["gate", "--wait-lock", "0"]).code(0);
+    assert_eq!(stack.stage(1), "review");
 }

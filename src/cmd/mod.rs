@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, Format, OutboxAction};
 use crate::config::ConfigError;
-use crate::store::{self, LockBusy, Sidecar, SidecarError, SidecarReader, TickLock};
+use crate::store::{self, LockBusy, LockStopped, Sidecar, SidecarError, SidecarReader, TickLock};
 use crate::tick::Command as TickCommand;
 
 pub const EX_IOERR: u8 = 74;
@@ -49,7 +49,7 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         if cause.is::<SidecarError>() {
             return EX_IOERR;
         }
-        if cause.is::<LockBusy>() {
+        if cause.is::<LockBusy>() || cause.is::<LockStopped>() {
             return EX_TEMPFAIL;
         }
     }

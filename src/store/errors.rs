@@ -189,11 +189,34 @@ impl fmt::Display for LockBusy {
 
 impl std::error::Error for LockBusy {}
 
+/// A stop signal came while waiting for the lock: nothing was done (exit
+/// 75, like a tick a signal stopped).
+#[derive(Debug, Clone)]
+pub struct LockStopped {
+    /// The lock file another tick holds.
+    pub path: PathBuf,
+}
+
+impl fmt::Display for LockStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stopped by a signal while waiting for the lock {} (another tick holds it); \
+             nothing was done",
+            self.path.display()
+        )
+    }
+}
+
+impl std::error::Error for LockStopped {}
+
 /// Why [`TickLock::acquire`] failed.
 #[derive(Debug)]
 pub enum LockError {
     /// Held by another tick after the wait (exit 75).
     Busy(LockBusy),
+    /// A stop signal ended the wait (exit 75).
+    Stopped(LockStopped),
     /// The lock file cannot be created or locked (exit 74).
     Sidecar(SidecarError),
 }
@@ -201,7 +224,7 @@ pub enum LockError {
 impl LockError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            LockError::Busy(_) => LockBusy::EXIT_CODE,
+            LockError::Busy(_) | LockError::Stopped(_) => LockBusy::EXIT_CODE,
             LockError::Sidecar(_) => SidecarError::EXIT_CODE,
         }
     }
@@ -211,6 +234,7 @@ impl LockError {
     pub fn into_anyhow(self) -> anyhow::Error {
         match self {
             LockError::Busy(e) => anyhow::Error::new(e),
+            LockError::Stopped(e) => anyhow::Error::new(e),
             LockError::Sidecar(e) => anyhow::Error::new(e),
         }
     }
@@ -220,6 +244,7 @@ impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LockError::Busy(e) => e.fmt(f),
+            LockError::Stopped(e) => e.fmt(f),
             LockError::Sidecar(e) => e.fmt(f),
         }
     }
@@ -229,6 +254,7 @@ impl std::error::Error for LockError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             LockError::Busy(e) => Some(e),
+            LockError::Stopped(e) => Some(e),
             LockError::Sidecar(e) => Some(e),
         }
     }

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::errors::{LockBusy, LockError, SidecarError, SidecarErrorKind};
+use super::errors::{LockBusy, LockError, LockStopped, SidecarError, SidecarErrorKind};
 use super::file::{canonical, check_parent, refuse_root_in_foreign_dir, refuse_special};
 
 /// How often [`TickLock::acquire`] retries while waiting.
@@ -31,6 +31,17 @@ impl TickLock {
     /// (`Duration::ZERO`: one attempt). Creates the lock file if missing;
     /// its directory must exist.
     pub fn acquire(state_path: &Path, wait: Duration) -> Result<TickLock, LockError> {
+        Self::acquire_or_stop(state_path, wait, &|| false)
+    }
+
+    /// As [`TickLock::acquire`], but a wait ends as soon as `stop` says so
+    /// (a tick passes its stop-signal flag: a stop while waiting is obeyed
+    /// at once, not once the tick has started; docs/sidecar.md).
+    pub fn acquire_or_stop(
+        state_path: &Path,
+        wait: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<TickLock, LockError> {
         // A FIFO or device at the sidecar path is refused before a lock
         // file is made beside it.
         refuse_special(state_path).map_err(LockError::Sidecar)?;
@@ -59,13 +70,25 @@ impl TickLock {
                 ))
             })?;
         let deadline = Instant::now() + wait;
+        let mut announced = false;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(TickLock { _file: file, path }),
                 Err(TryLockError::WouldBlock) => {
+                    if stop() {
+                        return Err(LockError::Stopped(LockStopped { path }));
+                    }
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(LockError::Busy(LockBusy { path }));
+                    }
+                    if !announced {
+                        announced = true;
+                        log::info!(
+                            "another tick holds the lock {}; waiting up to {} s (--wait-lock)",
+                            path.display(),
+                            wait.as_secs()
+                        );
                     }
                     std::thread::sleep(LOCK_POLL.min(deadline - now));
                 }

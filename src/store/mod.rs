@@ -40,7 +40,7 @@ mod ticks;
 
 pub use cache::{Mirror, MirrorIssue};
 pub use dedup::{Pass, Unblock, is_duplicate};
-pub use errors::{LockBusy, LockError, Result, SidecarError, SidecarErrorKind};
+pub use errors::{LockBusy, LockError, LockStopped, Result, SidecarError, SidecarErrorKind};
 pub use file::refuse_special;
 pub use intents::{Intent, intent_time};
 pub use lock::{TickLock, lock_path};

@@ -445,6 +445,25 @@ fn lock_is_exclusive_until_dropped() {
 }
 
 #[test]
+fn a_stop_ends_the_wait_for_the_lock_without_taking_it() {
+    let (dir, path) = tmp();
+    let held = TickLock::acquire(&path, Duration::ZERO).unwrap();
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    // The third look at the flag finds a stop: the wait ends there, long
+    // before its 60 s.
+    let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2;
+    let err = TickLock::acquire_or_stop(&path, Duration::from_secs(60), &stop).unwrap_err();
+    assert!(matches!(err, LockError::Stopped(_)), "{err}");
+    assert_eq!(err.exit_code(), 75);
+    assert!(err.to_string().contains("stopped by a signal"), "{err}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // A free lock is taken whatever the flag says: the tick itself obeys it.
+    drop(held);
+    assert!(TickLock::acquire_or_stop(&path, Duration::ZERO, &|| true).is_ok());
+    drop(dir);
+}
+
+#[test]
 fn lock_in_missing_directory_is_a_sidecar_error() {
     let (dir, _) = tmp();
     let path = dir.path().join("nope").join("state.sqlite");

@@ -261,8 +261,9 @@ fn open_store(cfg: &Config, opts: &Options) -> anyhow::Result<(Option<TickLock>,
     Ok(if opts.dry_run {
         (None, Store::ReadOnly(SidecarReader::open(path)?))
     } else {
-        let lock =
-            TickLock::acquire(path, opts.wait_lock).map_err(store::LockError::into_anyhow)?;
+        // A stop signal while another tick holds the lock ends the wait.
+        let lock = TickLock::acquire_or_stop(path, opts.wait_lock, &crate::signals::stop_requested)
+            .map_err(store::LockError::into_anyhow)?;
         (Some(lock), Store::Live(Sidecar::open(path)?))
     })
 }
