@@ -24,6 +24,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "endless_pagination_under_a_deadline_exits_75_in_time_and_the_healthy_project_acts",
     ),
     (
+        "a Plane project whose listing never ends and answers each page 1 s late, under `--deadline 6` in `all`",
+        "the other project's advance and replay are sent while its first page is still awaited (reads run in the background; each unit waits only for its own project); it is read once for both passes, its units are deferred, exit 75",
+        "a_slow_endless_project_holds_only_its_own_units",
+    ),
+    (
         "SIGTERM while an advance is in flight",
         "the request finishes and is recorded, no new action starts, the message stays queued, exit 75",
         "sigterm_mid_tick_finishes_the_request_in_flight_and_exits_75",
@@ -122,6 +127,18 @@ fn endless() -> Test {
         })
 }
 
+/// Project BAD's entry in the Plane pass's report.
+fn bad_entry(run: &Run) -> serde_json::Value {
+    let projects = run.json()["plane"]["projects"].clone();
+    projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["repo"] == "acme/bad")
+        .cloned()
+        .unwrap()
+}
+
 #[test]
 fn endless_pagination_stops_at_max_pages_and_the_healthy_project_advances() {
     let stack = endless().set("plane", "max_pages", "5").start();
@@ -129,14 +146,7 @@ fn endless_pagination_stops_at_max_pages_and_the_healthy_project_advances() {
     run.code(1);
     assert_eq!(run.gate_outcome(1), "advanced");
     assert_eq!(run.gate_outcome(50), "skipped/plane_unresolved");
-    let projects = run.json()["plane"]["projects"].clone();
-    let bad = projects
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["repo"] == "acme/bad")
-        .cloned()
-        .unwrap();
+    let bad = bad_entry(&run);
     let error = bad["error"].as_str().unwrap_or_default();
     assert!(error.contains("max_pages"), "{run}");
     // One listing per project and pass, five pages each at most.
@@ -164,6 +174,54 @@ fn endless_pagination_under_a_deadline_exits_75_in_time_and_the_healthy_project_
     stack
         .tick(&["gate", "--deadline", "5", "--wait-lock", "0"])
         .code(75);
+}
+
+/// Project BAD as in `endless`, each page of its listing answered 1 s
+/// late; project ET with stuck task 1, and issue ET-3 Approved with its
+/// task in review (a verdict to replay).
+fn slow_endless() -> Test {
+    let bad = sim_uuid(&["project", "BAD"]);
+    endless()
+        .issue_with_task(3, "Approved", "review")
+        .scenario(move |s| {
+            let p = s.projects.iter_mut().find(|p| p.id == bad).unwrap();
+            p.page_delay_ms = 1000;
+        })
+        .set("plane", "max_pages", "100000")
+}
+
+#[test]
+fn a_slow_endless_project_holds_only_its_own_units() {
+    let stack = slow_endless().start();
+    let started = Instant::now();
+    let run = stack.tick(&["all", "--deadline", "6"]);
+    let took = started.elapsed();
+    run.code(75);
+    assert!(took < Duration::from_secs(7), "took {took:?}:\n{run}");
+    assert_eq!(run.gate_outcome(1), "advanced", "{run}");
+    assert_eq!(run.plane_outcome(3), "verdict_applied", "{run}");
+    assert_eq!(run.gate_outcome(50), "deferred/deadline", "{run}");
+    assert_eq!(stack.stage(1), "review");
+    assert_eq!(stack.messages().len(), 2, "announced in the reserve");
+    // ET's advance and replay were sent while BAD's listing was still on
+    // its first page: they did not wait for BAD's read. (Reading first,
+    // the advance came after BAD's reads ended, half the action window.)
+    let bad = sim_uuid(&["project", "BAD"]);
+    let log = stack.sim.requests();
+    let pages: Vec<usize> = (0..log.len())
+        .filter(|i| log[*i].route == Some(Route::PlaneItems) && log[*i].path.contains(&bad))
+        .collect();
+    let first = |route: Route| log.iter().position(|r| r.route == Some(route)).unwrap();
+    assert!(pages.len() >= 2, "BAD read for the whole window: {pages:?}");
+    assert!(first(Route::OrchAdvance) < pages[1], "{pages:?}");
+    assert!(first(Route::OrchWebhook) < pages[1], "{pages:?}");
+    // Both passes used the one read of BAD: a single listing, one first page.
+    let starts = pages
+        .iter()
+        .filter(|i| !log[**i].query.contains("cursor="))
+        .count();
+    assert_eq!(starts, 1, "BAD listed once in the tick");
+    assert_eq!(bad_entry(&run)["deferred"], "deadline", "{run}");
 }
 
 /// Runs a gate tick in the background; returns the child once the tick

@@ -325,6 +325,10 @@ pub struct SimProject {
     /// cursor, for ever.
     #[serde(default)]
     pub endless_pages: bool,
+    /// A slow listing: each page of this project's issues is answered
+    /// this many milliseconds after it was asked for (and recorded).
+    #[serde(default)]
+    pub page_delay_ms: u64,
 }
 
 fn default_repo() -> String {
@@ -362,6 +366,7 @@ impl SimProject {
             states: SimProject::typical_states(id),
             issues: Vec::new(),
             endless_pages: false,
+            page_delay_ms: 0,
         }
     }
 

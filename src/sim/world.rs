@@ -426,6 +426,12 @@ pub(crate) fn handle(
         }
         (Ok(t), Some(f)) => fault_reply(peer, t.route(), f),
     };
+    // A slow project's listing: the page is answered late.
+    if let Ok(Target::Items { project, .. }) = &target
+        && let Some(p) = g.world.projects.iter().find(|p| p.id == *project)
+    {
+        delay = delay.max(Duration::from_millis(p.page_delay_ms));
+    }
     // Plane gzips what it answers when asked (Vary: Accept-Encoding).
     let gzip = peer == Peer::Plane
         && req

@@ -156,6 +156,19 @@ impl SidecarReader {
         }))
     }
 
+    /// The project whose mirror holds `issue_id` (the Plane pass starts at
+    /// its action-cap cursor before this tick's reads are back).
+    pub fn mirror_project_of(&self, issue_id: &str) -> Result<Option<String>> {
+        self.conn()?
+            .query_row(
+                "SELECT project_id FROM mirror_issue WHERE issue_id = ?1 LIMIT 1",
+                [issue_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err("reading the issue mirror"))
+    }
+
     /// One mirrored issue as Plane returned it (a replay re-sends it).
     pub fn mirror_raw(&self, project_id: &str, issue_id: &str) -> Result<Option<Value>> {
         let raw: Option<String> = self

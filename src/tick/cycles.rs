@@ -25,7 +25,7 @@ impl Tick<'_> {
             None => HashSet::new(),
         };
         if !self.opts.dry_run {
-            self.prefetch_members(graph, tasks)?;
+            self.read_members(graph, tasks)?;
         }
         for cycle in graph.cycles() {
             let members: Vec<String> = cycle.members.iter().map(|id| graph.label(*id)).collect();
@@ -68,9 +68,9 @@ impl Tick<'_> {
         Ok(reports)
     }
 
-    /// Reads the projects of every cycle member first, so that moving them
-    /// to Blocked decides on data already fetched.
-    fn prefetch_members(&mut self, graph: &DepGraph, tasks: &[Task]) -> anyhow::Result<()> {
+    /// Reads the projects of every cycle member (waits for them), so that
+    /// moving them to Blocked decides on data already fetched.
+    fn read_members(&mut self, graph: &DepGraph, tasks: &[Task]) -> anyhow::Result<()> {
         let config = self.cfg;
         let mut needed: Vec<crate::config::Project> = Vec::new();
         for cycle in graph.cycles() {
@@ -90,7 +90,9 @@ impl Tick<'_> {
                 }
             }
         }
-        self.prefetch(&needed)
+        self.start_reads(&needed)?;
+        let pids: Vec<&str> = needed.iter().map(|p| p.plane_project_id.as_str()).collect();
+        self.await_reads(&pids)
     }
 
     /// Moves each member's issue to its project's Blocked state, when the

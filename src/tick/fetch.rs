@@ -1,26 +1,28 @@
 //! What a tick knows of each Plane project: its states (cached for
 //! `states_cache_ttl_s`) and its issues (the mirror, synced in full every
 //! `full_resync_s` and incrementally in between; docs/plane.md). Reads of
-//! different projects run on up to `[plane] concurrency` threads; what they
-//! bring back is written to the sidecar by the tick's own thread.
+//! different projects run in the background on up to `[plane] concurrency`
+//! threads (`fetch/reads.rs`) while the passes decide the units whose
+//! projects are back; what they bring back is written to the sidecar by the
+//! tick's own thread.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::outcome::PlanePass;
-use super::schedule::{
-    Plan, StatesAge, cost, fits, names_new_state, order, refresh_queue, states_age,
-};
+use super::schedule::{Plan, StatesAge, cost, names_new_state, order, refresh_queue, states_age};
 use super::{Blind, Store, Tick};
 use crate::config::{Config, Project};
 use crate::core::states::{PlaneState, StateMap, merge_state_names};
 use crate::peers::plane::{ISSUE_FIELDS, Issue, Plane};
 use crate::store::{Mirror, MirrorIssue};
+
+mod reads;
+pub(super) use reads::Reads;
 
 /// One project as this tick sees it. Issues carry no raw JSON (a replay
 /// reads its issue's from the sidecar): 20,000 parsed issues would
@@ -115,12 +117,30 @@ fn seconds(s: u64) -> time::Duration {
     time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000))
 }
 
+/// What a worker needs of `[plane]` to sync a mirror.
+#[derive(Debug, Clone, Copy)]
+struct Resync {
+    /// `full_resync_s`.
+    full_every: time::Duration,
+    /// `resync_overlap_s`.
+    overlap: time::Duration,
+}
+
+impl Resync {
+    fn of(cfg: &Config) -> Resync {
+        Resync {
+            full_every: seconds(cfg.plane.full_resync_s),
+            overlap: seconds(cfg.plane.resync_overlap_s),
+        }
+    }
+}
+
 /// The reads for one project; no sidecar access (runs on a worker).
 /// `plane` counts this project's requests in `counter` (the scheduler
 /// watches it to know what the reads in flight may still spend).
 fn fetch(
     (plane, counter): (&Plane, &AtomicU64),
-    cfg: &Config,
+    resync: Resync,
     known: Known,
     now: OffsetDateTime,
 ) -> Fetched {
@@ -133,14 +153,15 @@ fn fetch(
                 (s.clone(), Some(s), None)
             }
         };
-        let full_every = seconds(cfg.plane.full_resync_s);
-        let mirror = known.mirror.filter(|m| now - m.last_full_at < full_every);
+        let mirror = known
+            .mirror
+            .filter(|m| now - m.last_full_at < resync.full_every);
         let (full, listed) = match &mirror {
             None => (true, plane.issues(&pid).map_err(Blind::from)?),
             Some(m) => {
                 let boundary = m
                     .last_started_at
-                    .checked_sub(seconds(cfg.plane.resync_overlap_s))
+                    .checked_sub(resync.overlap)
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH);
                 (
                     false,
@@ -252,9 +273,8 @@ fn keep(
 }
 
 impl Tick<'_> {
-    /// The project's view as this tick's prefetch left it: every pass
-    /// fetches what it will ask about before it decides, so a project not
-    /// here was not reached (the deadline).
+    /// The project's view as this tick's reads left it. A project not
+    /// here was not reached (the deadline) or is still being read.
     pub(super) fn project_view(&self, project: &Project) -> Result<Arc<ProjectView>, Blind> {
         self.projects
             .get(&project.plane_project_id)
@@ -262,18 +282,22 @@ impl Tick<'_> {
             .unwrap_or_else(|| Err(Blind::not_reached()))
     }
 
-    /// Reads the projects of `projects` not yet known this tick, oldest
-    /// successful sync first (never synced first), up to `[plane]
-    /// concurrency` at once, while Plane's budget above the reserve lasts
-    /// (docs/performance.md, "fair budget"): a project whose reads no longer
-    /// fit in what is left is deferred, and a later one whose single request
-    /// still fits is read. What they bring back is written to the sidecar
-    /// (live) in one transaction per project, by this thread.
-    pub(super) fn prefetch(&mut self, projects: &[Project]) -> anyhow::Result<()> {
+    /// Starts the reads of the projects of `projects` not yet read nor
+    /// queued this tick, in the background: oldest successful sync first
+    /// (never synced first), up to `[plane] concurrency` at once, while
+    /// Plane's budget above the reserve lasts (docs/performance.md, "fair
+    /// budget"): a project whose reads no longer fit in what is left is
+    /// deferred, and a later one whose single request still fits is read;
+    /// stale states are refreshed from what the reads leave over. What they
+    /// bring back is written to the sidecar (live) in one transaction per
+    /// project, by this thread, as the passes pump them (`fetch/reads.rs`).
+    pub(super) fn start_reads(&mut self, projects: &[Project]) -> anyhow::Result<()> {
         let mut todo: Vec<&Project> = Vec::new();
         for p in projects {
             let pid = &p.plane_project_id;
-            if !self.projects.contains_key(pid) && !todo.iter().any(|q| q.plane_project_id == *pid)
+            if !self.projects.contains_key(pid)
+                && !self.reads.awaits(pid)
+                && !todo.iter().any(|q| q.plane_project_id == *pid)
             {
                 todo.push(p);
             }
@@ -319,169 +343,20 @@ impl Tick<'_> {
         self.wanted
             .extend(plans.iter().map(|p| p.project.plane_project_id.clone()));
 
-        let workers = (self.cfg.plane.concurrency.max(1) as usize).min(plans.len());
-        let (plane, cfg, now, deadline) = (&self.plane, self.cfg, self.now, self.deadline);
-        let reserve = i64::from(cfg.plane.rate_reserve);
-        let store = &mut self.store;
-        let (job_tx, job_rx) = std::sync::mpsc::channel::<(Job, Plane, Arc<AtomicU64>)>();
-        let job_rx = Mutex::new(job_rx);
-        let (tx, rx) = std::sync::mpsc::channel::<Fetched>();
-        // Each result is stored and slimmed as it arrives, so that no more
-        // than `workers` projects' listings are held at once.
-        let mut kept: Vec<Kept> = Vec::new();
-        let mut failure: Option<anyhow::Error> = None;
-        std::thread::scope(|scope| -> anyhow::Result<()> {
-            for _ in 0..workers {
-                let tx = tx.clone();
-                let job_rx = &job_rx;
-                scope.spawn(move || {
-                    loop {
-                        let job = job_rx.lock().map(|rx| rx.recv());
-                        let Ok(Ok((job, plane, spent))) = job else {
-                            break;
-                        };
-                        // No new project once Plane's share of the time is
-                        // over (or a stop signal came).
-                        let until = plane.client().deadline().unwrap_or(deadline);
-                        let late = Instant::now() >= until || crate::signals::stop_requested();
-                        let fetched = match job {
-                            Job::Read(known) if late => Fetched {
-                                project: known.project,
-                                result: Err(Blind::not_reached()),
-                                requests: 0,
-                                refresh: false,
-                            },
-                            Job::States(project) if late => Fetched {
-                                project,
-                                result: Err(Blind::not_reached()),
-                                requests: 0,
-                                refresh: true,
-                            },
-                            Job::Read(known) => fetch((&plane, &spent), cfg, known, now),
-                            Job::States(project) => fetch_states((&plane, &spent), project),
-                        };
-                        if tx.send(fetched).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            // Requests each started project may still spend.
-            let mut in_flight: Vec<(String, u64, Arc<std::sync::atomic::AtomicU64>)> = Vec::new();
-            let mut received = 0usize;
-            let mut sent = 0usize;
-            // Projects read with their stale cached states.
-            let mut stale_read: Vec<Project> = Vec::new();
-            for plan in plans {
-                while sent - received >= workers {
-                    let Ok(f) = rx.recv() else { break };
-                    in_flight.retain(|(pid, ..)| *pid != f.project.plane_project_id);
-                    received += 1;
-                    kept.extend(take(f, store, cfg, now, &mut failure));
-                }
-                let pid = plan.project.plane_project_id.clone();
-                let committed: u64 = in_flight
-                    .iter()
-                    .map(|(_, est, spent)| est.saturating_sub(spent.load(Ordering::Relaxed)))
-                    .sum();
-                if let Err(blind) = fits(
-                    plan.cost,
-                    plane.remaining(),
-                    reserve,
-                    committed,
-                    plane.limited(),
-                ) {
-                    kept.push(Kept {
-                        pid,
-                        view: Some(Err(blind)),
-                        requests: 0,
-                    });
-                    continue;
-                }
-                let (states, mirror) = match store.reader() {
-                    Some(s) => (
-                        s.cached_states(&pid)?
-                            .filter(|_| plan.states != StatesAge::Expired),
-                        s.mirror(&pid)?,
-                    ),
-                    None => (None, None),
-                };
-                if plan.states == StatesAge::Stale {
-                    stale_read.push(plan.project.clone());
-                }
-                let (counting, spent) = plane.counting();
-                in_flight.push((pid, plan.cost, spent.clone()));
-                let known = Known {
-                    project: plan.project,
-                    states,
-                    mirror,
-                };
-                if job_tx.send((Job::Read(known), counting, spent)).is_err() {
-                    break;
-                }
-                sent += 1;
-            }
-            // What the reads left over refreshes stale states, oldest
-            // first, one request each (docs/plane.md, "the fair schedule").
-            for pid in refreshes {
-                let Some(at) = stale_read.iter().position(|p| p.plane_project_id == pid) else {
-                    continue;
-                };
-                let project = stale_read.swap_remove(at);
-                while sent - received >= workers {
-                    let Ok(f) = rx.recv() else { break };
-                    in_flight.retain(|(pid, ..)| *pid != f.project.plane_project_id);
-                    received += 1;
-                    kept.extend(take(f, store, cfg, now, &mut failure));
-                }
-                let committed: u64 = in_flight
-                    .iter()
-                    .map(|(_, est, spent)| est.saturating_sub(spent.load(Ordering::Relaxed)))
-                    .sum();
-                if fits(1, plane.remaining(), reserve, committed, plane.limited()).is_err() {
-                    break;
-                }
-                let (counting, spent) = plane.counting();
-                in_flight.push((pid, 1, spent.clone()));
-                if job_tx
-                    .send((Job::States(project), counting, spent))
-                    .is_err()
-                {
-                    break;
-                }
-                sent += 1;
-            }
-            drop(job_tx);
-            for f in rx.iter() {
-                kept.extend(take(f, store, cfg, now, &mut failure));
-            }
-            Ok(())
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        for Kept {
-            pid,
-            view,
-            requests,
-        } in kept
-        {
-            *self.project_requests.entry(pid.clone()).or_default() += requests;
-            let Some(view) = view else { continue };
-            if view.is_ok() {
-                self.last_synced.insert(pid.clone(), Some(now));
-            }
-            self.projects.insert(pid, view.map(Arc::new));
-        }
-        Ok(())
+        self.reads.queue(plans, refreshes);
+        self.pump_reads()
     }
 
-    /// Once per tick, after the passes: each project's last successful
-    /// sync into its report entry, and one warning when projects were left
+    /// Once per tick, after the passes: each project's requests and last
+    /// successful sync into its report entry, and one warning when projects were left
     /// unread. Returns how stale the Plane side is.
     pub(super) fn finish_plane_reads(&self, pass: &mut PlanePass) -> Staleness {
         for p in &mut pass.projects {
+            // The refreshes of stale states run after the pass: a project's
+            // requests count its refresh.
+            if let Some(n) = self.project_requests.get(&p.plane_project_id) {
+                p.requests = *n;
+            }
             p.last_synced_at = self
                 .last_synced
                 .get(&p.plane_project_id)
@@ -535,30 +410,14 @@ struct Kept {
 }
 
 /// One job's result as it comes back: stored (live) and, for a read,
-/// turned into its view. After a sidecar failure nothing more is kept.
-fn take(
-    f: Fetched,
-    store: &mut Store,
-    cfg: &Config,
-    now: OffsetDateTime,
-    failure: &mut Option<anyhow::Error>,
-) -> Option<Kept> {
+/// turned into its view.
+fn take(f: Fetched, store: &mut Store, cfg: &Config, now: OffsetDateTime) -> anyhow::Result<Kept> {
     let pid = f.project.plane_project_id.clone();
     let view = match f.result {
-        Ok(_) if failure.is_some() => return None,
-        Ok(Got::Sync(sync)) => match keep(store, cfg, now, &f.project, sync) {
-            Ok(v) => Some(Ok(v)),
-            Err(e) => {
-                *failure = Some(e);
-                return None;
-            }
-        },
+        Ok(Got::Sync(sync)) => Some(Ok(keep(store, cfg, now, &f.project, sync)?)),
         Ok(Got::States(states)) => {
-            if let Store::Live(s) = store
-                && let Err(e) = s.store_states(&pid, &states, now)
-            {
-                *failure = Some(e.into());
-                return None;
+            if let Store::Live(s) = store {
+                s.store_states(&pid, &states, now)?;
             }
             None
         }
@@ -574,7 +433,7 @@ fn take(
         }
         Err(b) => Some(Err(b)),
     };
-    Some(Kept {
+    Ok(Kept {
         pid,
         view,
         requests: f.requests,

@@ -1,5 +1,8 @@
-//! The gate pass over the orchestrator's task list: prefetch what the
-//! decisions need, decide each task (`core::gate`), carry out the verdict.
+//! The gate pass over the orchestrator's task list: start the Plane reads
+//! the decisions need, decide each task (`core::gate`) as its project's
+//! view is back, carry out the verdict.
+
+use std::collections::HashSet;
 
 use super::{Slot, Tick, Unblock};
 use crate::core::deps::{DepGraph, Readiness};
@@ -11,9 +14,42 @@ use crate::store;
 use crate::tick::Command;
 use crate::tick::outcome::{CycleReport, GatePass, GateUnit, NotRun, SharedCause};
 
-impl Tick<'_> {
-    /// The gate pass over the orchestrator's task list.
-    pub(super) fn gate_pass(&mut self) -> anyhow::Result<(GatePass, Vec<CycleReport>)> {
+/// A gate pass under way: its units so far, in report order, and the
+/// tasks set aside until their projects' reads are back.
+pub(super) struct GateRun<'a> {
+    pass: GatePass,
+    tasks: Vec<Task>,
+    graph: Option<DepGraph>,
+    units: Vec<Option<GateUnit>>,
+    /// Report position, task index, the project awaited.
+    aside: Vec<(usize, usize, &'a str)>,
+    /// The projects' failed reads already logged.
+    logged: HashSet<String>,
+}
+
+impl GateRun<'_> {
+    /// Whether tasks wait for their projects' reads.
+    pub fn waiting(&self) -> bool {
+        !self.aside.is_empty()
+    }
+
+    fn not_run(pass: GatePass) -> Self {
+        GateRun {
+            pass,
+            tasks: Vec::new(),
+            graph: None,
+            units: Vec::new(),
+            aside: Vec::new(),
+            logged: HashSet::new(),
+        }
+    }
+}
+
+impl<'a> Tick<'a> {
+    /// The gate pass over the orchestrator's task list, up to the tasks
+    /// whose projects are still being read: those wait aside
+    /// (`gate_step`) while the others go on.
+    pub(super) fn gate_begin(&mut self) -> anyhow::Result<GateRun<'a>> {
         let mut pass = GatePass {
             ran: true,
             ..GatePass::default()
@@ -21,7 +57,7 @@ impl Tick<'_> {
         if !self.cfg.reconcile.enabled {
             pass.ran = false;
             pass.reason = Some(NotRun::Disabled);
-            return Ok((pass, Vec::new()));
+            return Ok(GateRun::not_run(pass));
         }
         let list = match self.orchestrator.tasks() {
             Ok(list) => list,
@@ -30,7 +66,7 @@ impl Tick<'_> {
                 pass.ran = false;
                 pass.reason = Some(NotRun::Unavailable);
                 pass.error = Some(e.to_string());
-                return Ok((pass, Vec::new()));
+                return Ok(GateRun::not_run(pass));
             }
         };
         // The good tasks in one list (the graph wants a slice), the order
@@ -51,7 +87,7 @@ impl Tick<'_> {
         }
         // Actions an earlier tick left unconfirmed, before any new one.
         self.recheck_gate_intents(&tasks)?;
-        self.prefetch_for_gate(&tasks)?;
+        self.start_reads_for_gate(&tasks)?;
         // Start where the action cap stopped the last tick.
         if let Some(cursor) = self.cursor("gate")?
             && let Some(at) = order
@@ -69,16 +105,32 @@ impl Tick<'_> {
         } else {
             None
         };
-        let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
+        // A task that needs its project's Plane view waits aside while the
+        // project is being read; the others go on. Set-aside tasks are
+        // decided as their projects come back, before any later task, so
+        // a project's tasks keep their order (and the action cap its
+        // turns); each unit keeps its place in the report.
+        let mut run = GateRun {
+            pass,
+            units: Vec::with_capacity(order.len()),
+            tasks,
+            graph,
+            aside: Vec::new(),
+            logged: HashSet::new(),
+        };
         for item in order {
-            if !self.cut_by_deadline && self.past_deadline() {
-                log::warn!(
-                    "{}; the remaining tasks are deferred",
-                    self.cut_reason().cut_message()
-                );
-                self.cut_by_deadline = true;
-            }
-            let unit = match item.map(|i| &tasks[i]) {
+            self.pump_reads()?;
+            self.gate_step(&mut run, false)?;
+            let at = run.units.len();
+            run.units.push(None);
+            let unit = match item {
+                Ok(i) => match self.awaited_project(&run.tasks[i]) {
+                    Some(pid) if !self.cut_by_deadline => {
+                        run.aside.push((at, i, pid));
+                        continue;
+                    }
+                    _ => self.gate_unit(&run.tasks[i], run.graph.as_ref(), at)?,
+                },
                 Err(bad) => GateUnit {
                     task_id: bad.id,
                     work_item_id: None,
@@ -91,50 +143,98 @@ impl Tick<'_> {
                     failed: true,
                     shared: None,
                 },
-                Ok(task) if self.cut_by_deadline => {
-                    let mut u = unit_for(task, Outcome::Deferred);
-                    u.reason = Some(self.cut_reason());
-                    u
-                }
-                Ok(task) => {
-                    let readiness = graph.as_ref().map(|g| g.readiness(task.id));
-                    let (unit, queued) = self.gate_task(task, readiness.as_ref())?;
-                    if let Some(id) = queued {
-                        self.queued.push((id, Slot::Gate(pass.units.len())));
-                    }
-                    unit
-                }
             };
-            if unit.failed {
-                let id = unit
-                    .task_id
-                    .map(|i| i.to_string())
-                    .unwrap_or_else(|| "?".into());
-                let detail = unit.detail.as_deref().unwrap_or("");
-                match &unit.shared {
-                    // A project's failed read: said once, not once per task.
-                    Some(c) => {
-                        if logged.insert(c.summary.clone()) {
-                            log::error!("gate: {}: {detail}", c.summary);
-                        }
-                        log::debug!("gate: task {id} failed: {detail}");
-                    }
-                    None => log::error!("gate: task {id} failed: {detail}"),
-                }
-            }
-            pass.units.push(unit);
+            run.units[at] = Some(log_unit(unit, &mut run.logged));
         }
-        let cycles = match &graph {
-            Some(graph) if !self.cut_by_deadline => self.cycle_backstop(graph, &tasks)?,
+        Ok(run)
+    }
+
+    /// Decides the set-aside tasks whose projects are back (all of them
+    /// once the tick is cut, they are deferred; or when `all`), in report
+    /// order. True when it decided any.
+    pub(super) fn gate_step(&mut self, run: &mut GateRun<'a>, all: bool) -> anyhow::Result<bool> {
+        let GateRun {
+            tasks,
+            graph,
+            units,
+            aside,
+            logged,
+            ..
+        } = run;
+        let before = aside.len();
+        let mut k = 0;
+        while k < aside.len() {
+            let (at, i, pid) = aside[k];
+            if !all && self.reads.awaits(pid) && !self.cut_by_deadline && !self.past_deadline() {
+                k += 1;
+                continue;
+            }
+            aside.remove(k);
+            let unit = self.gate_unit(&tasks[i], graph.as_ref(), at)?;
+            units[at] = Some(log_unit(unit, logged));
+        }
+        Ok(aside.len() < before)
+    }
+
+    /// The gate pass once every task is decided: its report, then the
+    /// cycle backstop.
+    pub(super) fn gate_end(
+        &mut self,
+        run: GateRun<'a>,
+    ) -> anyhow::Result<(GatePass, Vec<CycleReport>)> {
+        let mut pass = run.pass;
+        pass.units = run.units.into_iter().flatten().collect();
+        let cycles = match &run.graph {
+            Some(graph) if !self.cut_by_deadline => self.cycle_backstop(graph, &run.tasks)?,
             _ => Vec::new(),
         };
         Ok((pass, cycles))
     }
 
-    /// Reads, concurrently, every project the gate pass will ask about: those of the
-    /// tasks that pass the local guards (in `all`, every enabled project,
-    /// which the Plane pass needs anyway).
-    pub(super) fn prefetch_for_gate(&mut self, tasks: &[Task]) -> anyhow::Result<()> {
+    /// The project a task waits for: it needs its Plane view (it passes
+    /// the local guards, its project is enabled and it names an issue) and
+    /// the project's reads are queued or running.
+    fn awaited_project(&self, task: &Task) -> Option<&'a str> {
+        let config: &'a crate::config::Config = self.cfg;
+        let project = config.project_by_repo(&task.repo).filter(|p| p.enabled)?;
+        task.issue_id()?;
+        let pid = project.plane_project_id.as_str();
+        let needs = gate::local_guards(task, &config.reconcile, true, self.now) == Verdict::Proceed;
+        (needs && self.reads.awaits(pid)).then_some(pid)
+    }
+
+    /// One task's unit at report position `at`: cut by the deadline, or
+    /// decided and carried out.
+    fn gate_unit(
+        &mut self,
+        task: &Task,
+        graph: Option<&DepGraph>,
+        at: usize,
+    ) -> anyhow::Result<GateUnit> {
+        if !self.cut_by_deadline && self.past_deadline() {
+            log::warn!(
+                "{}; the remaining tasks are deferred",
+                self.cut_reason().cut_message()
+            );
+            self.cut_by_deadline = true;
+        }
+        if self.cut_by_deadline {
+            let mut u = unit_for(task, Outcome::Deferred);
+            u.reason = Some(self.cut_reason());
+            return Ok(u);
+        }
+        let readiness = graph.map(|g| g.readiness(task.id));
+        let (unit, queued) = self.gate_task(task, readiness.as_ref())?;
+        if let Some(id) = queued {
+            self.queued.push((id, Slot::Gate(at)));
+        }
+        Ok(unit)
+    }
+
+    /// Starts the reads of every project the gate pass will ask about:
+    /// those of the tasks that pass the local guards (in `all`, every
+    /// enabled project, which the Plane pass needs anyway).
+    pub(super) fn start_reads_for_gate(&mut self, tasks: &[Task]) -> anyhow::Result<()> {
         let config = self.cfg;
         let every = self.opts.command == Command::All && config.reconcile.plane_enabled;
         // One pass over the tasks, not one per project.
@@ -155,7 +255,7 @@ impl Tick<'_> {
             .filter(|p| p.enabled && (every || asked.contains(p.repo.as_str())))
             .cloned()
             .collect();
-        self.prefetch(&needed)
+        self.start_reads(&needed)
     }
 
     /// One task's unit, and the outbox row its announcement was queued in.
@@ -386,4 +486,25 @@ fn error_unit(task: &Task, detail: String) -> GateUnit {
     u.detail = Some(detail);
     u.failed = true;
     u
+}
+
+/// Logs a failed unit (a project's failed read once, not once per task).
+fn log_unit(unit: GateUnit, logged: &mut HashSet<String>) -> GateUnit {
+    if unit.failed {
+        let id = unit
+            .task_id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "?".into());
+        let detail = unit.detail.as_deref().unwrap_or("");
+        match &unit.shared {
+            Some(c) => {
+                if logged.insert(c.summary.clone()) {
+                    log::error!("gate: {}: {detail}", c.summary);
+                }
+                log::debug!("gate: task {id} failed: {detail}");
+            }
+            None => log::error!("gate: task {id} failed: {detail}"),
+        }
+    }
+    unit
 }

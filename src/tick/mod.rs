@@ -29,10 +29,11 @@ mod plane;
 mod schedule;
 
 use outcome::{
-    GatePass, Notification, Notifications, PlanePass, Requests, SharedCause, TickOutcome,
+    CycleReport, GatePass, Notification, Notifications, PlanePass, Requests, SharedCause,
+    TickOutcome,
 };
 
-use fetch::ProjectView;
+use fetch::{ProjectView, Reads};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -139,6 +140,8 @@ struct Tick<'a> {
     dedup: Dedup,
     /// Plane projects read this tick, by project id.
     projects: HashMap<String, Result<Arc<ProjectView>, Blind>>,
+    /// The Plane reads queued and running (fetch/reads.rs).
+    reads: Reads,
     /// Plane requests each project's reads cost.
     project_requests: HashMap<String, u64>,
     /// The projects this tick meant to read (fetch.rs), and when each last
@@ -195,16 +198,8 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
     let (_lock, store) = open_store(cfg, opts)?;
     let mut tick = Tick::new(cfg, opts, now, deadline, store);
 
-    let (gate, cycles) = if matches!(opts.command, Command::Gate | Command::All) {
-        tick.gate_pass()?
-    } else {
-        (GatePass::not_requested(), Vec::new())
-    };
-    let mut plane = if matches!(opts.command, Command::Plane | Command::All) {
-        tick.plane_pass()?
-    } else {
-        PlanePass::not_requested()
-    };
+    let (gate, cycles, mut plane) = tick.passes()?;
+    tick.finish_reads()?;
     let staleness = tick.finish_plane_reads(&mut plane);
     let mut outcome = TickOutcome {
         command: opts.command,
@@ -288,13 +283,10 @@ impl<'a> Tick<'a> {
             Duration::ZERO
         };
         let act_until = deadline.checked_sub(reserve).unwrap_or(deadline);
-        // Plane reads (all of them, before any unit: the passes decide on
-        // a complete view) may use half the time actions have, so that a
-        // slow or endless project's listing can delay the other projects'
-        // units but never crowd them out (docs/reliability.md, hostile
-        // conditions).
-        let started = Instant::now();
-        let read_until = started + act_until.saturating_duration_since(started) / 2;
+        // Plane reads may use all the time actions have: they run in the
+        // background and a slow or endless project holds only its own
+        // units (docs/reliability.md, hostile conditions); a read ending
+        // later could not be acted on.
         let secrets = secrets(cfg);
         let client =
             |peer, timeout| Client::new(peer, timeout, secrets.clone()).with_deadline(deadline);
@@ -316,12 +308,13 @@ impl<'a> Tick<'a> {
             plane: Plane::new(
                 &cfg.plane,
                 Client::new(Peer::Plane, cfg.plane.timeout, secrets.clone())
-                    .with_deadline(read_until),
+                    .with_deadline(act_until),
             ),
             telegram,
             actions: 0,
             dedup: Dedup::default(),
             projects: HashMap::new(),
+            reads: Reads::new(cfg),
             project_requests: HashMap::new(),
             wanted: std::collections::BTreeSet::new(),
             last_synced: HashMap::new(),
@@ -332,6 +325,50 @@ impl<'a> Tick<'a> {
             resolving: None,
             listed: None,
         }
+    }
+
+    /// The requested passes. A unit whose project is still being read
+    /// waits aside while the others, of both passes, go on; this blocks
+    /// only when nothing else is left (docs/architecture.md).
+    fn passes(&mut self) -> anyhow::Result<(GatePass, Vec<CycleReport>, PlanePass)> {
+        let command = self.opts.command;
+        let mut gate = match command {
+            Command::Gate | Command::All => Some(self.gate_begin()?),
+            Command::Plane => None,
+        };
+        let mut gate_done = None;
+        // The gate pass ends (its cycle backstop included) once its last
+        // task is decided: before the Plane pass starts when none waits.
+        if let Some(run) = gate.take_if(|r| !r.waiting()) {
+            gate_done = Some(self.gate_end(run)?);
+        }
+        let mut plane = match command {
+            Command::Plane | Command::All => Some(self.plane_begin()?),
+            Command::Gate => None,
+        };
+        let mut all = false;
+        while gate.is_some() || plane.as_ref().is_some_and(|p| p.waiting()) {
+            self.pump_reads()?;
+            let mut moved = false;
+            if let Some(run) = &mut gate {
+                moved |= self.gate_step(run, all)?;
+            }
+            if let Some(run) = plane.as_mut() {
+                moved |= self.plane_step(run, all)?;
+            }
+            if let Some(run) = gate.take_if(|r| !r.waiting()) {
+                gate_done = Some(self.gate_end(run)?);
+            }
+            // Nothing is being read any more (it cannot be otherwise when
+            // a wait ends early before the deadline): decide what is left.
+            all = !moved && !self.await_read()? && !self.past_deadline();
+        }
+        let (gate, cycles) = gate_done.unwrap_or_else(|| (GatePass::not_requested(), Vec::new()));
+        let plane = match plane {
+            Some(run) => self.plane_end(run),
+            None => PlanePass::not_requested(),
+        };
+        Ok((gate, cycles, plane))
     }
 
     fn requests(&self) -> Requests {

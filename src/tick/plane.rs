@@ -17,22 +17,60 @@ use crate::store;
 use crate::store::MirrorIssue;
 use crate::tick::outcome::{NotRun, PlanePass, PlaneUnit, ProjectReport, SharedCause};
 
-impl Tick<'_> {
-    pub(super) fn plane_pass(&mut self) -> anyhow::Result<PlanePass> {
-        let mut pass = PlanePass {
-            ran: true,
-            ..PlanePass::default()
+/// One project's part of the Plane pass, before it takes its place in the
+/// report: its entry, its units, and the messages queued for them (outbox
+/// row, unit index within the project).
+struct Entry {
+    report: ProjectReport,
+    units: Vec<PlaneUnit>,
+    queued: Vec<(i64, usize)>,
+}
+
+/// A Plane pass under way: the projects in the order of the report, the
+/// entries handled so far, and the projects set aside until their reads
+/// are back.
+pub(super) struct PlaneRun<'a> {
+    pass: PlanePass,
+    projects: Vec<&'a Project>,
+    entries: Vec<Option<Entry>>,
+    /// Positions in `projects`.
+    aside: Vec<usize>,
+    cursor: Option<String>,
+    memos: HashMap<String, NoopMemo>,
+}
+
+impl PlaneRun<'_> {
+    /// Whether projects wait for their reads.
+    pub fn waiting(&self) -> bool {
+        !self.aside.is_empty()
+    }
+}
+
+impl<'a> Tick<'a> {
+    /// The Plane pass, up to the projects still being read: those wait
+    /// aside (`plane_step`) while the others go on.
+    pub(super) fn plane_begin(&mut self) -> anyhow::Result<PlaneRun<'a>> {
+        let mut run = PlaneRun {
+            pass: PlanePass {
+                ran: true,
+                ..PlanePass::default()
+            },
+            projects: Vec::new(),
+            entries: Vec::new(),
+            aside: Vec::new(),
+            cursor: None,
+            memos: HashMap::new(),
         };
         if !self.cfg.reconcile.enabled || !self.cfg.reconcile.plane_enabled {
-            pass.ran = false;
-            pass.reason = Some(NotRun::Disabled);
-            return Ok(pass);
+            run.pass.ran = false;
+            run.pass.reason = Some(NotRun::Disabled);
+            return Ok(run);
         }
         // Replays an earlier tick left unconfirmed, before any new one.
         self.recheck_plane_intents()?;
-        let config = self.cfg;
+        let config: &'a crate::config::Config = self.cfg;
         // One pass per Plane project, even when several repos share it.
-        let mut projects: Vec<&Project> = Vec::new();
+        let mut projects: Vec<&'a Project> = Vec::new();
         for p in config.projects.iter().filter(|p| p.enabled) {
             if !projects
                 .iter()
@@ -42,88 +80,89 @@ impl Tick<'_> {
             }
         }
         let owned: Vec<Project> = projects.iter().map(|p| (*p).clone()).collect();
-        self.prefetch(&owned)?;
-        let memos = match self.store.reader() {
+        self.start_reads(&owned)?;
+        run.memos = match self.store.reader() {
             Some(s) => s.noop_memos()?,
             None => HashMap::new(),
         };
         // Start where the action cap stopped the last tick: its project
-        // first, and in it, its issue.
-        let cursor = self.cursor("plane")?;
-        if let Some(c) = &cursor
-            && let Some(at) = projects.iter().position(|p| {
-                self.projects
-                    .get(&p.plane_project_id)
-                    .is_some_and(|v| v.as_ref().is_ok_and(|v| v.issue(c).is_some()))
-            })
+        // first (as the mirror last placed the issue: this tick's reads are
+        // not back yet), and in it, its issue.
+        run.cursor = self.cursor("plane")?;
+        let cursor_project = match (&run.cursor, self.store.reader()) {
+            (Some(c), Some(s)) => s.mirror_project_of(c)?,
+            _ => None,
+        };
+        if let Some(pid) = cursor_project
+            && let Some(at) = projects.iter().position(|p| p.plane_project_id == pid)
         {
             projects.rotate_left(at);
         }
-        let mut unreachable = 0;
-        for project in &projects {
-            if !self.cut_by_deadline && self.past_deadline() {
-                log::warn!(
-                    "{}; the remaining projects are deferred",
-                    self.cut_reason().cut_message()
-                );
-                self.cut_by_deadline = true;
+        run.projects = projects;
+        // Each project is handled once its reads are back; one still being
+        // read waits aside while the others go on, and is handled before
+        // any later project once it is back. The report keeps the order.
+        for at in 0..run.projects.len() {
+            self.pump_reads()?;
+            self.plane_step(&mut run, false)?;
+            run.entries.push(None);
+            let pid = &run.projects[at].plane_project_id;
+            if !self.cut_by_deadline && self.reads.awaits(pid) {
+                run.aside.push(at);
+            } else {
+                let ctx = (run.cursor.as_deref(), &run.memos);
+                run.entries[at] = Some(self.plane_entry(run.projects[at], ctx)?);
             }
-            if self.cut_by_deadline {
-                pass.projects.push(ProjectReport {
-                    plane_project_id: project.plane_project_id.clone(),
-                    repo: project.repo.clone(),
-                    error: None,
-                    shared: None,
-                    deferred: Some(self.cut_reason()),
-                    issues_listed: 0,
-                    requests: 0,
-                    last_synced_at: None,
-                });
+        }
+        Ok(run)
+    }
+
+    /// Handles the set-aside projects whose reads are back (all of them
+    /// once the tick is cut, they are deferred; or when `all`), in order.
+    /// True when it handled any.
+    pub(super) fn plane_step(&mut self, run: &mut PlaneRun<'a>, all: bool) -> anyhow::Result<bool> {
+        let PlaneRun {
+            projects,
+            entries,
+            aside,
+            cursor,
+            memos,
+            ..
+        } = run;
+        let before = aside.len();
+        let mut k = 0;
+        while k < aside.len() {
+            let project = projects[aside[k]];
+            if !all
+                && self.reads.awaits(&project.plane_project_id)
+                && !self.cut_by_deadline
+                && !self.past_deadline()
+            {
+                k += 1;
                 continue;
             }
-            let mut report = ProjectReport {
-                plane_project_id: project.plane_project_id.clone(),
-                repo: project.repo.clone(),
-                error: None,
-                shared: None,
-                deferred: None,
-                issues_listed: 0,
-                requests: 0,
-                last_synced_at: None,
-            };
-            match self.project_view(project) {
-                Ok(view) => self.plane_project(
-                    project,
-                    &view,
-                    (cursor.as_deref(), &memos),
-                    &mut report,
-                    &mut pass.units,
-                )?,
-                Err(b) => {
-                    if let Some(reason) = b.cause.deferral() {
-                        if b.cause == crate::core::gate::Unresolved::Deadline {
-                            self.read_cut = true;
-                        }
-                        report.deferred = Some(reason);
-                    } else {
-                        unreachable += 1;
-                        log::error!("plane: project {} failed: {}", project.repo, b.message);
-                        report.shared = b.shared(&project.repo);
-                        report.error = Some(match b.refusal {
-                            Some(r) => format!("{} ({}; {})", b.message, r.label(), r.hint()),
-                            None => b.message,
-                        });
-                    }
-                }
-            }
-            report.requests = self
-                .project_requests
-                .get(&project.plane_project_id)
-                .copied()
-                .unwrap_or(0);
-            pass.projects.push(report);
+            let at = aside.remove(k);
+            entries[at] = Some(self.plane_entry(project, (cursor.as_deref(), memos))?);
         }
-        if !projects.is_empty() && unreachable == projects.len() {
+        Ok(aside.len() < before)
+    }
+
+    /// The Plane pass once every project is handled: its report, in order.
+    pub(super) fn plane_end(&mut self, run: PlaneRun<'a>) -> PlanePass {
+        let mut pass = run.pass;
+        let mut unreachable = 0;
+        for entry in run.entries.into_iter().flatten() {
+            let offset = pass.units.len();
+            for (id, i) in entry.queued {
+                self.queued.push((id, Slot::Plane(offset + i)));
+            }
+            if entry.report.error.is_some() {
+                unreachable += 1;
+            }
+            pass.units.extend(entry.units);
+            pass.projects.push(entry.report);
+        }
+        if !run.projects.is_empty() && unreachable == run.projects.len() {
             pass.ran = false;
             pass.reason = Some(NotRun::Unavailable);
             // Not "the states": the listing (or a stopped one) may be
@@ -131,7 +170,82 @@ impl Tick<'_> {
             pass.error =
                 Some("the Plane read of every project failed (see each project's error)".into());
         }
-        Ok(pass)
+        pass
+    }
+
+    /// One project's report entry and units, its reads being back (or the
+    /// tick cut).
+    fn plane_entry(
+        &mut self,
+        project: &Project,
+        (cursor, memos): (Option<&str>, &HashMap<String, NoopMemo>),
+    ) -> anyhow::Result<Entry> {
+        if !self.cut_by_deadline && self.past_deadline() {
+            log::warn!(
+                "{}; the remaining projects are deferred",
+                self.cut_reason().cut_message()
+            );
+            self.cut_by_deadline = true;
+        }
+        let mut report = ProjectReport {
+            plane_project_id: project.plane_project_id.clone(),
+            repo: project.repo.clone(),
+            error: None,
+            shared: None,
+            deferred: None,
+            issues_listed: 0,
+            requests: 0,
+            last_synced_at: None,
+        };
+        let mut units = Vec::new();
+        if self.cut_by_deadline {
+            report.deferred = Some(self.cut_reason());
+            return Ok(Entry {
+                report,
+                units,
+                queued: Vec::new(),
+            });
+        }
+        // The messages this project queues, by unit within it.
+        let first_queued = self.queued.len();
+        match self.project_view(project) {
+            Ok(view) => {
+                self.plane_project(project, &view, (cursor, memos), &mut report, &mut units)?
+            }
+            Err(b) => {
+                if let Some(reason) = b.cause.deferral() {
+                    if b.cause == crate::core::gate::Unresolved::Deadline {
+                        self.read_cut = true;
+                    }
+                    report.deferred = Some(reason);
+                } else {
+                    log::error!("plane: project {} failed: {}", project.repo, b.message);
+                    report.shared = b.shared(&project.repo);
+                    report.error = Some(match b.refusal {
+                        Some(r) => format!("{} ({}; {})", b.message, r.label(), r.hint()),
+                        None => b.message,
+                    });
+                }
+            }
+        }
+        report.requests = self
+            .project_requests
+            .get(&project.plane_project_id)
+            .copied()
+            .unwrap_or(0);
+        let queued = self
+            .queued
+            .drain(first_queued..)
+            .filter_map(|(id, slot)| match slot {
+                Slot::Plane(i) => Some((id, i)),
+                Slot::Gate(_) => None,
+            })
+            .collect();
+        Ok(Entry {
+            report,
+            units,
+            queued,
+        })
     }
 
     fn plane_project(

@@ -1,8 +1,8 @@
 //! The fair Plane budget's pure decisions (docs/plane.md, "the fair
 //! schedule"): in which order projects are read, what their reads cost,
 //! whether they fit above the reserve, and which cached states serve or are
-//! refreshed from what the reads leave over. `fetch::prefetch` carries
-//! them out.
+//! refreshed from what the reads leave over. `fetch::start_reads` and
+//! `fetch/reads.rs` carry them out.
 
 use time::OffsetDateTime;
 
@@ -11,7 +11,7 @@ use crate::config::Project;
 use crate::core::states::StateMap;
 use crate::store::MirrorIssue;
 
-/// What `prefetch` knows of a project before reading it.
+/// What `start_reads` knows of a project before reading it.
 pub(super) struct Plan {
     pub project: Project,
     pub last_synced: Option<OffsetDateTime>,

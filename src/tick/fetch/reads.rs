@@ -1,0 +1,355 @@
+//! The tick's Plane reads, in the background: each project's reads run on
+//! a thread of their own, at most `[plane] concurrency` at once, while the
+//! passes decide the units whose projects are back; a slow or endless
+//! project holds only its own units (docs/reliability.md, hostile
+//! conditions). The scheduler (the fair order, the budget check) and the
+//! sidecar stay on the tick's thread: a job is started, and what came back
+//! is stored, only when a pass pumps.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Fetched, Job, Kept, Known, Resync, fetch, fetch_states, take};
+use crate::config::Config;
+use crate::core::gate::Unresolved;
+use crate::tick::schedule::{Plan, StatesAge, fits};
+use crate::tick::{Blind, Tick};
+
+/// How long a wait for a read blocks before it looks at the deadline and
+/// the stop signal again.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// The reads of one tick: the jobs queued in the fair order, those
+/// running (or back and not stored yet), and the channel results come
+/// back on.
+pub(crate) struct Reads {
+    workers: usize,
+    reserve: i64,
+    resync: Resync,
+    pending: VecDeque<Queued>,
+    /// Projects whose reads started with stale cached states: each may be
+    /// refreshed once from what the reads leave over.
+    stale_read: Vec<String>,
+    /// At most `workers`: a job's result counts until it is stored (a
+    /// read's slimmed into its view), so no more than `workers` listings
+    /// are held at once (20,000 raw issues would dominate a tick's memory).
+    in_flight: Vec<InFlight>,
+    tx: Sender<Fetched>,
+    rx: Receiver<Fetched>,
+}
+
+/// A queued job: a project's reads, or a refresh of its stale states
+/// (queued after the reads of the same call, oldest states first).
+enum Queued {
+    Read(Plan),
+    Refresh(String),
+}
+
+struct InFlight {
+    pid: String,
+    /// A states refresh alone (the project's read is another job).
+    refresh: bool,
+    /// The requests the job was expected to cost.
+    cost: u64,
+    /// The requests sent so far.
+    spent: Arc<AtomicU64>,
+    worker: JoinHandle<()>,
+}
+
+impl Reads {
+    pub fn new(cfg: &Config) -> Reads {
+        let (tx, rx) = channel();
+        Reads {
+            workers: cfg.plane.concurrency.max(1) as usize,
+            reserve: i64::from(cfg.plane.rate_reserve),
+            resync: Resync::of(cfg),
+            pending: VecDeque::new(),
+            stale_read: Vec::new(),
+            in_flight: Vec::new(),
+            tx,
+            rx,
+        }
+    }
+
+    /// Whether the project's reads are queued or running.
+    pub fn awaits(&self, pid: &str) -> bool {
+        self.in_flight.iter().any(|r| r.pid == pid && !r.refresh)
+            || self.pending.iter().any(|q| match q {
+                Queued::Read(p) => p.project.plane_project_id == pid,
+                Queued::Refresh(_) => false,
+            })
+    }
+
+    /// Plans in the fair order, then the refreshes of stale states; each
+    /// call's after the earlier ones'.
+    pub(super) fn queue(&mut self, plans: Vec<Plan>, refreshes: Vec<String>) {
+        self.pending.extend(plans.into_iter().map(Queued::Read));
+        self.pending
+            .extend(refreshes.into_iter().map(Queued::Refresh));
+    }
+
+    /// What the jobs in flight may still spend.
+    fn committed(&self) -> u64 {
+        self.in_flight
+            .iter()
+            .map(|r| r.cost.saturating_sub(r.spent.load(Ordering::Relaxed)))
+            .sum()
+    }
+
+    fn take_in_flight(&mut self, pid: &str, refresh: bool) -> Option<InFlight> {
+        let at = self
+            .in_flight
+            .iter()
+            .position(|r| r.pid == pid && r.refresh == refresh)?;
+        Some(self.in_flight.remove(at))
+    }
+}
+
+impl Tick<'_> {
+    /// Stores the jobs that came back and starts the next ones while a
+    /// worker is free and their cost fits. Never blocks.
+    pub(in crate::tick) fn pump_reads(&mut self) -> anyhow::Result<()> {
+        while let Ok(f) = self.reads.rx.try_recv() {
+            self.arrived(f)?;
+        }
+        self.dispatch()
+    }
+
+    /// Blocks until a job comes back (it is stored and the next ones
+    /// start), the time for actions is over or a stop signal came. False
+    /// when nothing came back.
+    pub(in crate::tick) fn await_read(&mut self) -> anyhow::Result<bool> {
+        self.pump_reads()?;
+        // After a pump, a queued job means every worker is busy.
+        while !self.reads.in_flight.is_empty() && !self.past_deadline() {
+            let slice = self
+                .act_until
+                .saturating_duration_since(Instant::now())
+                .min(WAIT_SLICE);
+            match self.reads.rx.recv_timeout(slice) {
+                Ok(f) => {
+                    self.arrived(f)?;
+                    self.pump_reads()?;
+                    return Ok(true);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.reap()? {
+                        self.pump_reads()?;
+                        return Ok(true);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Ok(false)
+    }
+
+    /// Waits until none of `pids` is being read, or the time for actions
+    /// is over.
+    pub(in crate::tick) fn await_reads(&mut self, pids: &[&str]) -> anyhow::Result<()> {
+        self.pump_reads()?;
+        while pids.iter().any(|p| self.reads.awaits(p)) {
+            if !self.await_read()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the passes: the queued jobs are started (or, past the time
+    /// for reads, not reached) and every running one is waited for (the
+    /// deadline clips it) and stored. The reads the passes needed are back
+    /// already; what is left is mostly the refreshes of stale states.
+    pub(in crate::tick) fn finish_reads(&mut self) -> anyhow::Result<()> {
+        self.pump_reads()?;
+        while !self.reads.in_flight.is_empty() {
+            match self.reads.rx.recv_timeout(WAIT_SLICE) {
+                Ok(f) => self.arrived(f)?,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.reap()?;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.dispatch()?;
+        }
+        Ok(())
+    }
+
+    /// One job came back: stored (live) and, for a read, kept as the
+    /// project's view.
+    fn arrived(&mut self, f: Fetched) -> anyhow::Result<()> {
+        if let Some(r) = self
+            .reads
+            .take_in_flight(&f.project.plane_project_id, f.refresh)
+        {
+            // Sending was its last act: the thread is ending.
+            let _ = r.worker.join();
+        }
+        let kept = take(f, &mut self.store, self.cfg, self.now)?;
+        self.record_read(kept);
+        Ok(())
+    }
+
+    /// A worker that ended without an answer (a bug; nothing in a read
+    /// panics on purpose) fails its project's read instead of holding the
+    /// tick. True when one did.
+    fn reap(&mut self) -> anyhow::Result<bool> {
+        let ended: Vec<(String, bool)> = self
+            .reads
+            .in_flight
+            .iter()
+            .filter(|r| r.worker.is_finished())
+            .map(|r| (r.pid.clone(), r.refresh))
+            .collect();
+        if ended.is_empty() {
+            return Ok(false);
+        }
+        // A result sent before its thread ended is in the channel now.
+        while let Ok(f) = self.reads.rx.try_recv() {
+            self.arrived(f)?;
+        }
+        for (pid, refresh) in ended {
+            if self.reads.take_in_flight(&pid, refresh).is_some() && !refresh {
+                let blind = Blind::new(
+                    Unresolved::ReadFailed,
+                    "not read: its reader ended without an answer".into(),
+                );
+                self.record_read(unread(pid, blind));
+            }
+        }
+        Ok(true)
+    }
+
+    fn record_read(&mut self, kept: Kept) {
+        let Kept {
+            pid,
+            view,
+            requests,
+        } = kept;
+        *self.project_requests.entry(pid.clone()).or_default() += requests;
+        let Some(view) = view else { return };
+        if view.is_ok() {
+            self.last_synced.insert(pid.clone(), Some(self.now));
+        }
+        self.projects.insert(pid, view.map(Arc::new));
+    }
+
+    /// Starts the queued jobs in order while a worker is free. A read
+    /// that does not fit the budget is not started (a later, cheaper one
+    /// may be); the refreshes of stale states stop at the first that does
+    /// not fit; nothing starts once the time for reads is over.
+    fn dispatch(&mut self) -> anyhow::Result<()> {
+        while self.reads.in_flight.len() < self.reads.workers {
+            let Some(queued) = self.reads.pending.pop_front() else {
+                break;
+            };
+            let until = self.plane.client().deadline().unwrap_or(self.deadline);
+            let late = Instant::now() >= until || crate::signals::stop_requested();
+            let (job, pid, cost, refresh) = match queued {
+                Queued::Read(plan) => {
+                    let pid = plan.project.plane_project_id.clone();
+                    if late {
+                        self.record_read(unread(pid, Blind::not_reached()));
+                        continue;
+                    }
+                    if let Err(blind) = self.fits(plan.cost) {
+                        self.record_read(unread(pid, blind));
+                        continue;
+                    }
+                    let (states, mirror) = match self.store.reader() {
+                        Some(s) => (
+                            s.cached_states(&pid)?
+                                .filter(|_| plan.states != StatesAge::Expired),
+                            s.mirror(&pid)?,
+                        ),
+                        None => (None, None),
+                    };
+                    if plan.states == StatesAge::Stale {
+                        self.reads.stale_read.push(pid.clone());
+                    }
+                    let known = Known {
+                        project: plan.project,
+                        states,
+                        mirror,
+                    };
+                    (Job::Read(known), pid, plan.cost, false)
+                }
+                Queued::Refresh(pid) => {
+                    let Some(at) = self.reads.stale_read.iter().position(|p| *p == pid) else {
+                        continue;
+                    };
+                    let pid = self.reads.stale_read.swap_remove(at);
+                    if late || self.fits(1).is_err() {
+                        // What the reads left over is spent: no later
+                        // refresh of this queue starts.
+                        while let Some(Queued::Refresh(_)) = self.reads.pending.front() {
+                            self.reads.pending.pop_front();
+                        }
+                        continue;
+                    }
+                    let config = self.cfg;
+                    let Some(project) = config.projects.iter().find(|p| p.plane_project_id == pid)
+                    else {
+                        continue;
+                    };
+                    (Job::States(project.clone()), pid, 1, true)
+                }
+            };
+            let (plane, spent) = self.plane.counting();
+            let counter = spent.clone();
+            let (tx, resync, now) = (self.reads.tx.clone(), self.reads.resync, self.now);
+            let worker = std::thread::Builder::new()
+                .name("plane-read".into())
+                .spawn(move || {
+                    let fetched = match job {
+                        Job::Read(known) => fetch((&plane, &counter), resync, known, now),
+                        Job::States(project) => fetch_states((&plane, &counter), project),
+                    };
+                    let _ = tx.send(fetched);
+                });
+            match worker {
+                Ok(worker) => self.reads.in_flight.push(InFlight {
+                    pid,
+                    refresh,
+                    cost,
+                    spent,
+                    worker,
+                }),
+                Err(e) if refresh => log::debug!("states of {pid} not refreshed: no thread: {e}"),
+                Err(e) => {
+                    let blind = Blind::new(
+                        Unresolved::ReadFailed,
+                        format!("not read: no thread to read it on: {e}"),
+                    );
+                    self.record_read(unread(pid, blind));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a job costing `cost` requests fits above the reserve, with
+    /// what the jobs in flight may still spend.
+    fn fits(&self, cost: u64) -> Result<(), Blind> {
+        fits(
+            cost,
+            self.plane.remaining(),
+            self.reads.reserve,
+            self.reads.committed(),
+            self.plane.limited(),
+        )
+    }
+}
+
+/// A project not read, and why.
+fn unread(pid: String, blind: Blind) -> Kept {
+    Kept {
+        pid,
+        view: Some(Err(blind)),
+        requests: 0,
+    }
+}
