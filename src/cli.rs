@@ -34,8 +34,9 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         75,
-        "EX_TEMPFAIL: another tick holds the lock (after --wait-lock), or the deadline cut \
-         the tick short.",
+        "EX_TEMPFAIL: another tick holds the lock (after --wait-lock), the deadline cut \
+         the tick short, or a stop signal (SIGTERM, SIGINT, SIGHUP) ended it or its wait \
+         for the lock.",
     ),
     (
         78,
@@ -49,7 +50,7 @@ pub const EXIT_PRECEDENCE: &str =
     "When several apply, the first in this order wins: 78, 74, 69, 75, 1, 0.";
 
 const AFTER_HELP: &str = "Exit codes: 0 ok; 1 a unit failed; 2 usage; 69 a pass could not \
-start; 74 sidecar I/O; 75 lock busy or deadline; 78 configuration. See reconcile(1) and \
+start; 74 sidecar I/O; 75 lock busy, deadline or signal; 78 configuration. See reconcile(1) and \
 reconcile.toml(5).";
 
 #[derive(Debug, Parser)]
