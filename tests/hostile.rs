@@ -222,6 +222,21 @@ fn a_slow_endless_project_holds_only_its_own_units() {
         .count();
     assert_eq!(starts, 1, "BAD listed once in the tick");
     assert_eq!(bad_entry(&run)["deferred"], "deadline", "{run}");
+    // Each unit and project entry keeps its place: task-list order (BAD's
+    // task first), configured project order.
+    let ids: Vec<i64> = run
+        .gate_units()
+        .iter()
+        .map(|u| u["task_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [50, 1, 3], "{run}");
+    let repos: Vec<String> = run.json()["plane"]["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["repo"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(repos, [REPO, "acme/bad"], "{run}");
 }
 
 /// Runs a gate tick in the background; returns the child once the tick

@@ -25,6 +25,8 @@ pub(super) struct GateRun<'a> {
     aside: Vec<(usize, usize, &'a str)>,
     /// The projects' failed reads already logged.
     logged: HashSet<String>,
+    /// `Reads::ended` when the set-aside tasks were last looked at.
+    looked: u64,
 }
 
 impl GateRun<'_> {
@@ -41,6 +43,7 @@ impl GateRun<'_> {
             units: Vec::new(),
             aside: Vec::new(),
             logged: HashSet::new(),
+            looked: 0,
         }
     }
 }
@@ -117,6 +120,7 @@ impl<'a> Tick<'a> {
             graph,
             aside: Vec::new(),
             logged: HashSet::new(),
+            looked: 0,
         };
         for item in order {
             self.pump_reads()?;
@@ -159,8 +163,16 @@ impl<'a> Tick<'a> {
             units,
             aside,
             logged,
+            looked,
             ..
         } = run;
+        let cut = self.cut_by_deadline || self.past_deadline();
+        // No read ended since the last look: every set-aside task still
+        // waits (5,000 tasks must not each look at all the others).
+        if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
+            return Ok(false);
+        }
+        *looked = self.reads.ended();
         let before = aside.len();
         let mut k = 0;
         while k < aside.len() {

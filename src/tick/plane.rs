@@ -37,6 +37,8 @@ pub(super) struct PlaneRun<'a> {
     aside: Vec<usize>,
     cursor: Option<String>,
     memos: HashMap<String, NoopMemo>,
+    /// `Reads::ended` when the set-aside projects were last looked at.
+    looked: u64,
 }
 
 impl PlaneRun<'_> {
@@ -60,6 +62,7 @@ impl<'a> Tick<'a> {
             aside: Vec::new(),
             cursor: None,
             memos: HashMap::new(),
+            looked: 0,
         };
         if !self.cfg.reconcile.enabled || !self.cfg.reconcile.plane_enabled {
             run.pass.ran = false;
@@ -127,8 +130,16 @@ impl<'a> Tick<'a> {
             aside,
             cursor,
             memos,
+            looked,
             ..
         } = run;
+        let cut = self.cut_by_deadline || self.past_deadline();
+        // No read ended since the last look: every set-aside project
+        // still waits.
+        if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
+            return Ok(false);
+        }
+        *looked = self.reads.ended();
         let before = aside.len();
         let mut k = 0;
         while k < aside.len() {

@@ -6,7 +6,7 @@
 //! sidecar stay on the tick's thread: a job is started, and what came back
 //! is stored, only when a pass pumps.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -31,6 +31,12 @@ pub(crate) struct Reads {
     reserve: i64,
     resync: Resync,
     pending: VecDeque<Queued>,
+    /// The projects whose reads are queued or running: a pass asks once
+    /// per unit.
+    awaited: HashSet<String>,
+    /// Reads ended so far (a view or a reason there is none): a pass
+    /// looks at its set-aside units again only when this moved.
+    ended: u64,
     /// Projects whose reads started with stale cached states: each may be
     /// refreshed once from what the reads leave over.
     stale_read: Vec<String>,
@@ -68,6 +74,8 @@ impl Reads {
             reserve: i64::from(cfg.plane.rate_reserve),
             resync: Resync::of(cfg),
             pending: VecDeque::new(),
+            awaited: HashSet::new(),
+            ended: 0,
             stale_read: Vec::new(),
             in_flight: Vec::new(),
             tx,
@@ -77,16 +85,19 @@ impl Reads {
 
     /// Whether the project's reads are queued or running.
     pub fn awaits(&self, pid: &str) -> bool {
-        self.in_flight.iter().any(|r| r.pid == pid && !r.refresh)
-            || self.pending.iter().any(|q| match q {
-                Queued::Read(p) => p.project.plane_project_id == pid,
-                Queued::Refresh(_) => false,
-            })
+        self.awaited.contains(pid)
+    }
+
+    /// How many reads have ended this tick.
+    pub fn ended(&self) -> u64 {
+        self.ended
     }
 
     /// Plans in the fair order, then the refreshes of stale states; each
     /// call's after the earlier ones'.
     pub(super) fn queue(&mut self, plans: Vec<Plan>, refreshes: Vec<String>) {
+        self.awaited
+            .extend(plans.iter().map(|p| p.project.plane_project_id.clone()));
         self.pending.extend(plans.into_iter().map(Queued::Read));
         self.pending
             .extend(refreshes.into_iter().map(Queued::Refresh));
@@ -232,6 +243,8 @@ impl Tick<'_> {
         } = kept;
         *self.project_requests.entry(pid.clone()).or_default() += requests;
         let Some(view) = view else { return };
+        self.reads.awaited.remove(&pid);
+        self.reads.ended += 1;
         if view.is_ok() {
             self.last_synced.insert(pid.clone(), Some(self.now));
         }
