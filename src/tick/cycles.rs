@@ -13,7 +13,7 @@ use crate::peers::plane::PlaneFailure;
 use crate::tick::notify;
 use crate::tick::outcome::{CycleOutcome, CycleReport};
 
-impl Tick<'_> {
+impl<'a> Tick<'a> {
     pub(super) fn cycle_backstop(
         &mut self,
         graph: &DepGraph,
@@ -25,7 +25,14 @@ impl Tick<'_> {
             None => HashSet::new(),
         };
         if !self.opts.dry_run {
-            self.read_members(graph, tasks)?;
+            // Started with the gate pass (`start_member_reads`); back by
+            // now unless the deadline came first.
+            let pids: Vec<&str> = self
+                .member_projects(graph, tasks)
+                .iter()
+                .map(|p| p.plane_project_id.as_str())
+                .collect();
+            self.await_reads(&pids)?;
         }
         for cycle in graph.cycles() {
             let members: Vec<String> = cycle.members.iter().map(|id| graph.label(*id)).collect();
@@ -68,11 +75,31 @@ impl Tick<'_> {
         Ok(reports)
     }
 
-    /// Reads the projects of every cycle member (waits for them), so that
-    /// moving them to Blocked decides on data already fetched.
-    fn read_members(&mut self, graph: &DepGraph, tasks: &[Task]) -> anyhow::Result<()> {
-        let config = self.cfg;
-        let mut needed: Vec<crate::config::Project> = Vec::new();
+    /// Starts the reads of the projects of every cycle member (a live
+    /// tick only: a dry run moves nothing), so that moving them to Blocked
+    /// decides on data already fetched. Returns those projects' ids: the
+    /// gate pass is not over until they are back.
+    pub(super) fn start_member_reads(
+        &mut self,
+        graph: &DepGraph,
+        tasks: &[Task],
+    ) -> anyhow::Result<Vec<&'a str>> {
+        if self.opts.dry_run {
+            return Ok(Vec::new());
+        }
+        let projects = self.member_projects(graph, tasks);
+        let needed: Vec<crate::config::Project> = projects.iter().map(|p| (*p).clone()).collect();
+        self.start_reads(&needed)?;
+        Ok(projects
+            .iter()
+            .map(|p| p.plane_project_id.as_str())
+            .collect())
+    }
+
+    /// The enabled projects of the cycle members that name an issue.
+    fn member_projects(&self, graph: &DepGraph, tasks: &[Task]) -> Vec<&'a crate::config::Project> {
+        let config: &'a crate::config::Config = self.cfg;
+        let mut needed: Vec<&'a crate::config::Project> = Vec::new();
         for cycle in graph.cycles() {
             for id in &cycle.members {
                 let Some(task) = tasks.iter().find(|t| t.id == *id) else {
@@ -86,13 +113,11 @@ impl Tick<'_> {
                         .iter()
                         .any(|n| n.plane_project_id == p.plane_project_id)
                 {
-                    needed.push(p.clone());
+                    needed.push(p);
                 }
             }
         }
-        self.start_reads(&needed)?;
-        let pids: Vec<&str> = needed.iter().map(|p| p.plane_project_id.as_str()).collect();
-        self.await_reads(&pids)
+        needed
     }
 
     /// Moves each member's issue to its project's Blocked state, when the

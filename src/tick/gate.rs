@@ -27,14 +27,11 @@ pub(super) struct GateRun<'a> {
     logged: HashSet<String>,
     /// `Reads::ended` when the set-aside tasks were last looked at.
     looked: u64,
+    /// The projects the cycle backstop needs read.
+    members: Vec<&'a str>,
 }
 
 impl GateRun<'_> {
-    /// Whether tasks wait for their projects' reads.
-    pub fn waiting(&self) -> bool {
-        !self.aside.is_empty()
-    }
-
     fn not_run(pass: GatePass) -> Self {
         GateRun {
             pass,
@@ -44,6 +41,7 @@ impl GateRun<'_> {
             aside: Vec::new(),
             logged: HashSet::new(),
             looked: 0,
+            members: Vec::new(),
         }
     }
 }
@@ -113,6 +111,10 @@ impl<'a> Tick<'a> {
         // decided as their projects come back, before any later task, so
         // a project's tasks keep their order (and the action cap its
         // turns); each unit keeps its place in the report.
+        let members = match &graph {
+            Some(g) => self.start_member_reads(g, &tasks)?,
+            None => Vec::new(),
+        };
         let mut run = GateRun {
             pass,
             units: Vec::with_capacity(order.len()),
@@ -121,6 +123,7 @@ impl<'a> Tick<'a> {
             aside: Vec::new(),
             logged: HashSet::new(),
             looked: 0,
+            members,
         };
         for item in order {
             self.pump_reads()?;
@@ -151,6 +154,16 @@ impl<'a> Tick<'a> {
             run.units[at] = Some(log_unit(unit, &mut run.logged));
         }
         Ok(run)
+    }
+
+    /// Whether the gate pass waits for reads: tasks set aside, or the
+    /// projects the cycle backstop needs (unless the tick is cut: the
+    /// backstop does not run then).
+    pub(super) fn gate_waits(&self, run: &GateRun<'a>) -> bool {
+        !run.aside.is_empty()
+            || (!self.cut_by_deadline
+                && !self.past_deadline()
+                && run.members.iter().any(|p| self.reads.awaits(p)))
     }
 
     /// Decides the set-aside tasks whose projects are back (all of them

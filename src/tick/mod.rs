@@ -339,7 +339,7 @@ impl<'a> Tick<'a> {
         let mut gate_done = None;
         // The gate pass ends (its cycle backstop included) once its last
         // task is decided: before the Plane pass starts when none waits.
-        if let Some(run) = gate.take_if(|r| !r.waiting()) {
+        if let Some(run) = gate.take_if(|r| !self.gate_waits(r)) {
             gate_done = Some(self.gate_end(run)?);
         }
         let mut plane = match command {
@@ -356,7 +356,7 @@ impl<'a> Tick<'a> {
             if let Some(run) = plane.as_mut() {
                 moved |= self.plane_step(run, all)?;
             }
-            if let Some(run) = gate.take_if(|r| !r.waiting()) {
+            if let Some(run) = gate.take_if(|r| !self.gate_waits(r)) {
                 gate_done = Some(self.gate_end(run)?);
             }
             // Nothing is being read any more (it cannot be otherwise when
