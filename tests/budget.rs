@@ -389,3 +389,65 @@ fn an_issue_in_a_state_the_cache_lacks_refreshes_the_states_on_the_next_read() {
     stack.tick(&["plane"]).code(0);
     assert_eq!(plane_calls(&stack, &["a"]), ["La"]);
 }
+
+#[test]
+fn four_reads_at_once_never_spend_past_the_budget_above_the_reserve() {
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let stack = fleet(
+        names
+            .iter()
+            .map(|n| project(&n.to_uppercase(), 3))
+            .collect(),
+    )
+    .set("plane", "concurrency", "4")
+    .start();
+    // Warm-up: every project read once (states + one page each).
+    new_minute(&stack, 60);
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(read_and_deferred(&run).0.len(), 8, "{run}");
+    assert_eq!(stack.sim.count_peer(Peer::Plane), 16);
+
+    // N requests above the reserve of 10, one per warm project: exactly N
+    // projects read, the oldest syncs first (ties in configured order),
+    // though four reads run at once and the tick starts not knowing the
+    // budget.
+    let want: [(usize, &[&str]); 6] = [
+        (3, &["a", "b", "c"]),
+        (3, &["d", "e", "f"]),
+        (3, &["a", "g", "h"]),
+        // Five: four reads in flight at the edge of the budget.
+        (5, &["b", "c", "d", "e", "f"]),
+        (3, &["a", "g", "h"]),
+        (5, &["b", "c", "d", "e", "f"]),
+    ];
+    for (i, (n, read_want)) in want.iter().enumerate() {
+        new_minute(&stack, 10 + *n as i64);
+        let run = stack.tick(&["plane"]);
+        run.code(0);
+        let (mut read, mut deferred) = read_and_deferred(&run);
+        read.sort();
+        deferred.sort();
+        assert_eq!(read, *read_want, "tick {}: {run}", i + 1);
+        let rest: Vec<&str> = names
+            .iter()
+            .filter(|x| !read_want.contains(x))
+            .copied()
+            .collect();
+        assert_eq!(deferred, rest, "tick {}: {run}", i + 1);
+        assert_eq!(stack.sim.count_peer(Peer::Plane), *n, "tick {}", i + 1);
+        assert!(
+            stack.sim.requests().iter().all(|r| r.status != Some(429)),
+            "no 429"
+        );
+        // The orchestrator's share is untouched.
+        let left = stack.sim.inspect(|w| w.rate_limit.remaining);
+        assert!(left >= 10, "tick {}: {left} left", i + 1);
+        assert_eq!(
+            run.json()["counters"]["plane_projects_unread"],
+            8 - n,
+            "tick {}",
+            i + 1
+        );
+    }
+}

@@ -4,12 +4,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::budget::Ledger;
 use super::http::{Client, PeerError};
 use crate::core::bounds::{self, MAX_TEXT};
 use crate::core::states::PlaneState;
@@ -275,14 +277,14 @@ pub struct Plane {
     key: String,
     reserve: i64,
     budget: Arc<Budget>,
+    /// Requests this clone sent, counted under the budget's lock.
+    started: Arc<AtomicU64>,
 }
 
-/// What Plane last said of the budget, and the calls in flight since.
+/// The tick's Plane budget, shared by every clone.
 #[derive(Default)]
 struct Budget {
-    /// i64::MIN: not known yet.
-    remaining: AtomicI64,
-    in_flight: AtomicI64,
+    ledger: Mutex<Ledger>,
     /// A 429 was not waited out: Plane is done for this tick.
     limited: std::sync::atomic::AtomicBool,
 }
@@ -305,33 +307,51 @@ impl Plane {
                 .map(|k| k.expose().to_string())
                 .unwrap_or_default(),
             reserve: i64::from(cfg.rate_reserve),
-            budget: Arc::new(Budget {
-                remaining: AtomicI64::new(i64::MIN),
-                in_flight: AtomicI64::new(0),
-                limited: std::sync::atomic::AtomicBool::new(false),
-            }),
+            budget: Arc::new(Budget::default()),
+            started: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The same client, also counting its requests (one project's reads).
-    pub fn counting(&self) -> (Plane, Arc<std::sync::atomic::AtomicU64>) {
+    /// The same client, also counting its requests (one project's reads):
+    /// as they went out (returned, retries included) and [`Plane::sent`].
+    pub fn counting(&self) -> (Plane, Arc<AtomicU64>) {
         let (http, counter) = self.http.counting();
         (
             Plane {
                 http,
+                started: Arc::new(AtomicU64::new(0)),
                 ..self.clone()
             },
             counter,
         )
     }
 
+    /// The requests this clone counted against the budget.
+    pub fn sent(&self) -> Arc<AtomicU64> {
+        self.started.clone()
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // Never half written (single assignments): a panic cannot poison it.
+        self.budget.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn client(&self) -> &Client {
         &self.http
     }
 
-    /// The last X-RateLimit-Remaining seen.
+    /// Plane's budget once every request sent this tick has arrived (None
+    /// before Plane's first counted answer).
     pub fn remaining(&self) -> Option<i64> {
-        Some(self.budget.remaining.load(Ordering::Relaxed)).filter(|r| *r != i64::MIN)
+        self.ledger().remaining()
+    }
+
+    /// [`Plane::remaining`] and `pending` (what reads in flight may still
+    /// send, from their [`Plane::sent`]) in one instant: each request is in
+    /// exactly one of the two.
+    pub fn budget_with<T>(&self, pending: impl FnOnce() -> T) -> (Option<i64>, T) {
+        let ledger = self.ledger();
+        (ledger.remaining(), pending())
     }
 
     /// Whether a 429 ended Plane for this tick.
@@ -393,17 +413,16 @@ impl Plane {
         url: &str,
         body: Option<&[u8]>,
     ) -> Result<Value, PlaneFailure> {
-        // Calls in flight on other threads will spend budget too.
-        let in_flight = self.budget.in_flight.fetch_add(1, Ordering::SeqCst);
-        if let Some(r) = self.remaining()
-            && r - in_flight <= self.reserve
         {
-            self.budget.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Err(PlaneFailure::Reserve);
+            // Counted before it goes out: calls on other threads see it.
+            let mut ledger = self.ledger();
+            if ledger.remaining().is_some_and(|r| r <= self.reserve) {
+                return Err(PlaneFailure::Reserve);
+            }
+            ledger.sent += 1;
+            self.started.fetch_add(1, Ordering::Relaxed);
         }
-        let result = self.call_unchecked(method, url, body);
-        self.budget.in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
+        self.call_unchecked(method, url, body)
     }
 
     fn call_unchecked(
@@ -426,14 +445,7 @@ impl Plane {
             }
         })?;
         if let Some(r) = resp.rate_remaining {
-            // Threads answer out of order: keep the lowest value seen, the
-            // conservative one (a window reset mid-tick only stops us early).
-            let _ = self
-                .budget
-                .remaining
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
-                    Some(if old == i64::MIN { r } else { old.min(r) })
-                });
+            self.ledger().answered(r);
         }
         match resp.status {
             200..=299 => self

@@ -61,8 +61,9 @@ struct InFlight {
     refresh: bool,
     /// The requests the job was expected to cost.
     cost: u64,
-    /// The requests sent so far.
-    spent: Arc<AtomicU64>,
+    /// The requests sent so far, as the budget counted them
+    /// (`Plane::sent`).
+    sent: Arc<AtomicU64>,
     worker: JoinHandle<()>,
 }
 
@@ -103,11 +104,12 @@ impl Reads {
             .extend(refreshes.into_iter().map(Queued::Refresh));
     }
 
-    /// What the jobs in flight may still spend.
+    /// What the jobs in flight may still spend (read inside
+    /// `Plane::budget_with`, to agree with the budget).
     fn committed(&self) -> u64 {
         self.in_flight
             .iter()
-            .map(|r| r.cost.saturating_sub(r.spent.load(Ordering::Relaxed)))
+            .map(|r| r.cost.saturating_sub(r.sent.load(Ordering::Relaxed)))
             .sum()
     }
 
@@ -257,6 +259,11 @@ impl Tick<'_> {
     /// not fit; nothing starts once the time for reads is over.
     fn dispatch(&mut self) -> anyhow::Result<()> {
         while self.reads.in_flight.len() < self.reads.workers {
+            // Until Plane has answered once, one job at a time: its first
+            // answer then tells the budget exactly (docs/plane.md).
+            if !self.reads.in_flight.is_empty() && self.plane.remaining().is_none() {
+                break;
+            }
             let Some(queued) = self.reads.pending.pop_front() else {
                 break;
             };
@@ -312,8 +319,8 @@ impl Tick<'_> {
                     (Job::States(project.clone()), pid, 1, true)
                 }
             };
-            let (plane, spent) = self.plane.counting();
-            let counter = spent.clone();
+            let (plane, counter) = self.plane.counting();
+            let sent = plane.sent();
             let (tx, resync, now) = (self.reads.tx.clone(), self.reads.resync, self.now);
             let worker = std::thread::Builder::new()
                 .name("plane-read".into())
@@ -329,7 +336,7 @@ impl Tick<'_> {
                     pid,
                     refresh,
                     cost,
-                    spent,
+                    sent,
                     worker,
                 }),
                 Err(e) if refresh => log::debug!("states of {pid} not refreshed: no thread: {e}"),
@@ -348,11 +355,12 @@ impl Tick<'_> {
     /// Whether a job costing `cost` requests fits above the reserve, with
     /// what the jobs in flight may still spend.
     fn fits(&self, cost: u64) -> Result<(), Blind> {
+        let (remaining, committed) = self.plane.budget_with(|| self.reads.committed());
         fits(
             cost,
-            self.plane.remaining(),
+            remaining,
             self.reads.reserve,
-            self.reads.committed(),
+            committed,
             self.plane.limited(),
         )
     }

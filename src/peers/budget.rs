@@ -1,0 +1,88 @@
+//! Plane's request budget as one tick sees it (docs/plane.md, "the request
+//! budget"): pure bookkeeping, kept under one lock by `peers::plane`.
+
+/// What the tool knows of Plane's budget this tick (docs/plane.md, "the
+/// request budget"). Each request is counted before it goes out, so the
+/// budget left never depends on the order in which concurrent answers
+/// come back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ledger {
+    /// Plane's budget before the tick's first request, as the first
+    /// counted answer tells it: that X-RateLimit-Remaining plus one (it
+    /// counts its own request). Exact when that request was alone on the
+    /// wire; otherwise low (requests sent alongside may already be in it).
+    /// None: no counted answer yet.
+    base: Option<i64>,
+    /// Requests sent this tick, counted before they go out.
+    pub(super) sent: i64,
+    /// Requests someone else (the orchestrator, sharing the key) spent
+    /// meanwhile, as the answers showed.
+    others: i64,
+}
+
+impl Ledger {
+    /// Plane's budget once every request sent so far has arrived.
+    pub(super) fn remaining(&self) -> Option<i64> {
+        self.base.map(|b| b - self.sent - self.others)
+    }
+
+    /// An answer's X-RateLimit-Remaining (counting its own request). At
+    /// most `sent` of ours reached Plane before it, so a value below what
+    /// they alone leave is someone else's spending. A higher one (the
+    /// window moved on) is ignored: stopping early is the safe error.
+    pub(super) fn answered(&mut self, remaining: i64) {
+        match self.base {
+            None => self.base = Some(remaining + 1),
+            Some(b) => self.others = self.others.max(b - self.sent - remaining),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ledger;
+
+    /// (requests sent before the answer came back, its Remaining)
+    type Answers = &'static [(i64, i64)];
+
+    fn after(answers: Answers) -> Ledger {
+        let mut l = Ledger::default();
+        for (sent, r) in answers {
+            l.sent = *sent;
+            l.answered(*r);
+        }
+        l
+    }
+
+    #[test]
+    fn the_budget_left_counts_every_request_sent_whatever_the_answer_order() {
+        // Nothing known before Plane's first counted answer.
+        assert_eq!(Ledger::default().remaining(), None);
+        let rows: [(Answers, Option<i64>, i64); 7] = [
+            // The first request alone: 13 before it, 12 after.
+            (&[(1, 12)], Some(12), 0),
+            // Three more sent, one answered: the two on the wire count.
+            (&[(1, 12), (4, 11)], Some(9), 0),
+            // Answers out of order (the last sent answered first, 9): the
+            // earlier one's 11 is no news.
+            (&[(1, 12), (4, 9), (4, 11)], Some(9), 0),
+            // The first answer came with three of ours on the wire: they
+            // may be in it already; counted as if not (low, never high).
+            (&[(4, 12)], Some(9), 0),
+            // Someone else spent 5: the answer is below what ours leave.
+            (&[(1, 12), (2, 6)], Some(6), 5),
+            // A new window (more than before) changes nothing.
+            (&[(1, 12), (2, 59)], Some(11), 0),
+            // Others' spending is kept even when a later answer is higher.
+            (&[(1, 12), (2, 6), (3, 9)], Some(5), 5),
+        ];
+        for (answers, remaining, others) in rows {
+            let l = after(answers);
+            assert_eq!(
+                (l.remaining(), l.others),
+                (remaining, others),
+                "{answers:?}"
+            );
+        }
+    }
+}
