@@ -29,6 +29,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "a_slow_endless_project_holds_only_its_own_units",
     ),
     (
+        "the same project configured first, under `plane --deadline 6`",
+        "the next project's replay is sent while its first page is still awaited; the report keeps the configured order",
+        "a_slow_endless_project_configured_first_holds_only_its_own_replays",
+    ),
+    (
         "SIGTERM while an advance is in flight",
         "the request finishes and is recorded, no new action starts, the message stays queued, exit 75",
         "sigterm_mid_tick_finishes_the_request_in_flight_and_exits_75",
@@ -237,6 +242,46 @@ fn a_slow_endless_project_holds_only_its_own_units() {
         .map(|p| p["repo"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(repos, [REPO, "acme/bad"], "{run}");
+}
+
+#[test]
+fn a_slow_endless_project_configured_first_holds_only_its_own_replays() {
+    let bad = sim_uuid(&["project", "BAD"]);
+    let stack = slow_endless()
+        .scenario(|s| {
+            // BAD first in the configuration: the Plane pass's first project.
+            let at = s
+                .projects
+                .iter()
+                .position(|p| p.identifier == "BAD")
+                .unwrap();
+            let p = s.projects.remove(at);
+            s.projects.insert(0, p);
+        })
+        .start();
+    let run = stack.tick(&["plane", "--deadline", "6"]);
+    run.code(75);
+    assert_eq!(run.plane_outcome(3), "verdict_applied", "{run}");
+    assert_eq!(bad_entry(&run)["deferred"], "deadline", "{run}");
+    let log = stack.sim.requests();
+    let pages: Vec<usize> = (0..log.len())
+        .filter(|i| log[*i].route == Some(Route::PlaneItems) && log[*i].path.contains(&bad))
+        .collect();
+    let replay = log
+        .iter()
+        .position(|r| r.route == Some(Route::OrchWebhook))
+        .unwrap();
+    assert!(pages.len() >= 2, "{pages:?}");
+    assert!(
+        replay < pages[1],
+        "replayed at {replay}, BAD's pages {pages:?}"
+    );
+    // The report keeps the configured order: BAD's entry first.
+    assert_eq!(
+        run.json()["plane"]["projects"][0]["repo"],
+        "acme/bad",
+        "{run}"
+    );
 }
 
 /// Runs a gate tick in the background; returns the child once the tick
