@@ -19,9 +19,13 @@ use crate::core::gate::Unresolved;
 use crate::tick::schedule::{Plan, StatesAge, fits};
 use crate::tick::{Blind, Tick};
 
-/// How long a wait for a read blocks before it looks at the deadline and
-/// the stop signal again.
+/// How long a wait for a read blocks before it looks at the deadline, the
+/// stop signal and the queue again.
 const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// The same while queued jobs wait for Plane's first answer (`dispatch`):
+/// it comes on a worker's thread, with no message for the tick's.
+const FIRST_ANSWER_SLICE: Duration = Duration::from_millis(5);
 
 /// The reads of one tick: the jobs queued in the fair order, those
 /// running (or back and not stored yet), and the channel results come
@@ -137,12 +141,13 @@ impl Tick<'_> {
     /// when nothing came back.
     pub(in crate::tick) fn await_read(&mut self) -> anyhow::Result<bool> {
         self.pump_reads()?;
-        // After a pump, a queued job means every worker is busy.
+        // After a pump, a queued job means the workers are busy or wait
+        // for Plane's first answer.
         while !self.reads.in_flight.is_empty() && !self.past_deadline() {
             let slice = self
                 .act_until
                 .saturating_duration_since(Instant::now())
-                .min(WAIT_SLICE);
+                .min(self.wait_slice());
             match self.reads.rx.recv_timeout(slice) {
                 Ok(f) => {
                     self.arrived(f)?;
@@ -154,6 +159,9 @@ impl Tick<'_> {
                         self.pump_reads()?;
                         return Ok(true);
                     }
+                    // Plane may have answered for the first time: the
+                    // queued jobs may start now.
+                    self.dispatch()?;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -180,7 +188,7 @@ impl Tick<'_> {
     pub(in crate::tick) fn finish_reads(&mut self) -> anyhow::Result<()> {
         self.pump_reads()?;
         while !self.reads.in_flight.is_empty() {
-            match self.reads.rx.recv_timeout(WAIT_SLICE) {
+            match self.reads.rx.recv_timeout(self.wait_slice()) {
                 Ok(f) => self.arrived(f)?,
                 Err(RecvTimeoutError::Timeout) => {
                     self.reap()?;
@@ -190,6 +198,14 @@ impl Tick<'_> {
             self.dispatch()?;
         }
         Ok(())
+    }
+
+    fn wait_slice(&self) -> Duration {
+        if !self.reads.pending.is_empty() && self.plane.remaining().is_none() {
+            FIRST_ANSWER_SLICE
+        } else {
+            WAIT_SLICE
+        }
     }
 
     /// One job came back: stored (live) and, for a read, kept as the
