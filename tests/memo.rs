@@ -264,3 +264,30 @@ fn without_a_usable_list_each_remembered_issue_is_read_fresh() {
     assert_all_remembered(&run);
     assert_eq!(task_reads(&stack), 1);
 }
+
+#[test]
+fn a_task_the_gate_pass_advanced_is_read_fresh() {
+    let stack = in_sync();
+    first_tick(&stack);
+
+    // ET-5's gate turns green: the gate pass advances its task after the
+    // list was read, so the list no longer shows it; the Plane pass reads
+    // it, sees the memo broken and replays.
+    stack
+        .sim
+        .update(|w| w.task_mut(5).unwrap().gate_passed = true);
+    let run = stack.tick(&["all"]);
+    run.code(0);
+    assert_eq!(run.gate_outcome(5), "advanced");
+    assert_eq!(stack.stage(5), "testing");
+    assert_eq!(run.plane_outcome(5), "resume_noop");
+    assert_eq!(task_reads(&stack), 2, "ET-5 before and after its replay");
+    assert_eq!(webhooks(&stack), 1);
+    stack.sim.clear_requests();
+
+    // The task as it is now is remembered: the list answers again.
+    let run = stack.tick(&["all"]);
+    assert_eq!(run.gate_outcome(5), "skipped/young");
+    assert_all_remembered(&run);
+    assert_eq!(task_reads(&stack), 0);
+}
