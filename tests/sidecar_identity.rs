@@ -166,7 +166,9 @@ fn a_symlink_to_the_sidecar_shares_its_lock() {
 
     {
         // A tick through the real path holds the lock…
-        let _held = reconcile::harness::TickLock::acquire(&real, Duration::ZERO).unwrap();
+        // (A wait, not one attempt: a child another test forks may hold
+        // a copy of a just-closed lock fd until it execs.)
+        let _held = reconcile::harness::TickLock::acquire(&real, Duration::from_secs(10)).unwrap();
         // …so a tick through the link must wait, and acts on nothing.
         let run = stack.run(&["--state", link_arg, "gate"]);
         run.code(75).stdout_empty().stderr_has("lock");
@@ -174,7 +176,7 @@ fn a_symlink_to_the_sidecar_shares_its_lock() {
     }
     {
         // The other way round: held through the link, refused on the path.
-        let _held = reconcile::harness::TickLock::acquire(&link, Duration::ZERO).unwrap();
+        let _held = reconcile::harness::TickLock::acquire(&link, Duration::from_secs(10)).unwrap();
         stack.run(&["gate"]).code(75);
         assert_eq!(stack.count(Route::OrchAdvance), 0);
     }
