@@ -18,6 +18,9 @@ pub(super) struct Ledger {
     /// Requests someone else (the orchestrator, sharing the key) spent
     /// meanwhile, as the answers showed.
     others: i64,
+    /// A success came without X-RateLimit-Remaining: this Plane does not
+    /// count, and the budget will not become known this tick.
+    uncounted: bool,
 }
 
 impl Ledger {
@@ -26,11 +29,27 @@ impl Ledger {
         self.base.map(|b| b - self.sent - self.others)
     }
 
+    /// Whether the budget may still become known: no counted answer yet,
+    /// and no success without the count.
+    pub(super) fn awaits_first_answer(&self) -> bool {
+        self.base.is_none() && !self.uncounted
+    }
+
+    /// An answer: its status and X-RateLimit-Remaining. 401 and 403 are
+    /// never counted (Plane checks the key first): they say nothing.
+    pub(super) fn answer(&mut self, status: u16, remaining: Option<i64>) {
+        match remaining {
+            Some(r) => self.answered(r),
+            None if (200..300).contains(&status) => self.uncounted = true,
+            None => {}
+        }
+    }
+
     /// An answer's X-RateLimit-Remaining (counting its own request). At
     /// most `sent` of ours reached Plane before it, so a value below what
     /// they alone leave is someone else's spending. A higher one (the
     /// window moved on) is ignored: stopping early is the safe error.
-    pub(super) fn answered(&mut self, remaining: i64) {
+    fn answered(&mut self, remaining: i64) {
         match self.base {
             None => self.base = Some(remaining + 1),
             Some(b) => self.others = self.others.max(b - self.sent - remaining),
@@ -83,6 +102,34 @@ mod tests {
                 (remaining, others),
                 "{answers:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_budget_is_awaited_until_a_counted_answer_or_a_success_without_the_count() {
+        // (answers, each one request: status and Remaining), still awaited,
+        // the budget left.
+        type Rows = [(&'static [(u16, Option<i64>)], bool, Option<i64>); 6];
+        let rows: Rows = [
+            (&[], true, None),
+            // Not counted, no news: still awaited.
+            (&[(403, None), (401, None), (502, None)], true, None),
+            // The 403 stays counted as sent: low by one, never high.
+            (&[(403, None), (200, Some(40))], false, Some(39)),
+            // A counted error carries the count too.
+            (&[(404, Some(30))], false, Some(30)),
+            // A Plane that does not count: never known, no longer awaited.
+            (&[(200, None)], false, None),
+            (&[(200, None), (200, Some(20))], false, Some(19)),
+        ];
+        for (answers, awaited, remaining) in rows {
+            let mut l = Ledger::default();
+            for (status, r) in answers {
+                l.sent += 1;
+                l.answer(*status, *r);
+            }
+            assert_eq!(l.awaits_first_answer(), awaited, "{answers:?}");
+            assert_eq!(l.remaining(), remaining, "{answers:?}");
         }
     }
 }

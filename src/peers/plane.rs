@@ -340,15 +340,14 @@ impl Plane {
         &self.http
     }
 
-    /// Plane's budget once every request sent this tick has arrived (None
-    /// before Plane's first counted answer).
-    pub fn remaining(&self) -> Option<i64> {
-        self.ledger().remaining()
+    /// Whether Plane's budget may still become known this tick.
+    pub fn awaits_first_answer(&self) -> bool {
+        self.ledger().awaits_first_answer()
     }
 
-    /// [`Plane::remaining`] and `pending` (what reads in flight may still
-    /// send, from their [`Plane::sent`]) in one instant: each request is in
-    /// exactly one of the two.
+    /// Plane's budget once every request sent this tick has arrived (None
+    /// while unknown), and `pending` (what reads in flight may still send,
+    /// from their [`Plane::sent`]), in one instant.
     pub fn budget_with<T>(&self, pending: impl FnOnce() -> T) -> (Option<i64>, T) {
         let ledger = self.ledger();
         (ledger.remaining(), pending())
@@ -444,9 +443,7 @@ impl Plane {
                 PlaneFailure::Failed(e)
             }
         })?;
-        if let Some(r) = resp.rate_remaining {
-            self.ledger().answered(r);
-        }
+        self.ledger().answer(resp.status, resp.rate_remaining);
         match resp.status {
             200..=299 => self
                 .http

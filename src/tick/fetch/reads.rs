@@ -201,7 +201,7 @@ impl Tick<'_> {
     }
 
     fn wait_slice(&self) -> Duration {
-        if !self.reads.pending.is_empty() && self.plane.remaining().is_none() {
+        if !self.reads.pending.is_empty() && self.plane.awaits_first_answer() {
             FIRST_ANSWER_SLICE
         } else {
             WAIT_SLICE
@@ -277,7 +277,7 @@ impl Tick<'_> {
         while self.reads.in_flight.len() < self.reads.workers {
             // Until Plane has answered once, one job at a time: its first
             // answer then tells the budget exactly (docs/plane.md).
-            if !self.reads.in_flight.is_empty() && self.plane.remaining().is_none() {
+            if !self.reads.in_flight.is_empty() && self.plane.awaits_first_answer() {
                 break;
             }
             let Some(queued) = self.reads.pending.pop_front() else {
