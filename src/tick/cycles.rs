@@ -159,6 +159,7 @@ impl<'a> Tick<'a> {
                 continue;
             }
             match self
+                .peers
                 .plane
                 .set_state(&project.plane_project_id, issue_id, &blocked)
             {

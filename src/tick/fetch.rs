@@ -308,7 +308,7 @@ impl Tick<'_> {
         let ttl = seconds(self.cfg.state.states_cache_ttl_s);
         let full_every = seconds(self.cfg.plane.full_resync_s);
         let hard = ttl.saturating_add(full_every);
-        let full_per_page = self.plane.full_per_page();
+        let full_per_page = self.peers.plane.full_per_page();
         let syncs = match self.store.reader() {
             Some(s) => s.mirror_syncs()?,
             None => HashMap::new(),

@@ -60,7 +60,7 @@ impl<'a> Tick<'a> {
             pass.reason = Some(NotRun::Disabled);
             return Ok(GateRun::not_run(pass));
         }
-        let list = match self.orchestrator.tasks() {
+        let list = match self.peers.orchestrator.tasks() {
             Ok(list) => list,
             Err(e) => {
                 log::error!("gate pass cannot start: {e}");
@@ -353,7 +353,7 @@ impl<'a> Tick<'a> {
         task: &Task,
         state_uuid: Option<String>,
     ) -> anyhow::Result<GateUnit> {
-        match self.orchestrator.gate(task.id) {
+        match self.peers.orchestrator.gate(task.id) {
             Ok(g) if g.passed => {
                 self.actions += 1;
                 let mut u = unit_for(task, Outcome::WouldAdvance);
@@ -377,7 +377,7 @@ impl<'a> Tick<'a> {
     ) -> anyhow::Result<(GateUnit, Option<i64>)> {
         let unit = format!("gate:{}", task.id);
         self.begin_intent(&unit, &task.stage, &gate_unblock(task, state_uuid.clone()))?;
-        let result = self.orchestrator.advance(task.id, &task.stage);
+        let result = self.peers.orchestrator.advance(task.id, &task.stage);
         // Unless the gate was red, the task moved (or may have, or had
         // since the list): the Plane pass reads it fresh.
         if !matches!(result, Ok(Advance::GateRed { .. }))

@@ -100,7 +100,7 @@ impl Tick<'_> {
                 self.end_intent(&i.unit)?;
                 continue;
             };
-            match self.orchestrator.task_by_issue(&issue_id) {
+            match self.peers.orchestrator.task_by_issue(&issue_id) {
                 Ok(Some(t)) if t.stage != i.stage_before => self.recover(&i, Some(&t))?,
                 Ok(_) => self.end_intent(&i.unit)?,
                 Err(e) => log::warn!("plane: {} not re-checked yet: {e}", i.unit),

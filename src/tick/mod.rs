@@ -132,9 +132,7 @@ struct Tick<'a> {
     /// less the delivery reserve.
     act_until: Instant,
     store: Store,
-    orchestrator: Orchestrator,
-    plane: Plane,
-    telegram: Option<Telegram>,
+    peers: Peers,
     /// Advances (and would-advances) so far, for the action cap.
     actions: u64,
     dedup: Dedup,
@@ -162,6 +160,51 @@ struct Tick<'a> {
     /// The task list by Plane issue, for the no-op memo (docs/plane.md):
     /// the gate pass's in `all`.
     listed: Option<ListedTasks>,
+}
+
+/// The peers this tick talks to, each through a client that counts its
+/// requests (for the report) and gives up at the tick's deadline.
+struct Peers {
+    orchestrator: Orchestrator,
+    plane: Plane,
+    /// None without `[telegram]`: nothing is delivered.
+    telegram: Option<Telegram>,
+}
+
+impl Peers {
+    fn new(cfg: &Config, deadline: Instant, act_until: Instant) -> Peers {
+        let secrets = cfg.secrets();
+        let client =
+            |peer, timeout| Client::new(peer, timeout, secrets.clone()).with_deadline(deadline);
+        Peers {
+            orchestrator: Orchestrator::new(
+                &cfg.orchestrator,
+                client(Peer::Orchestrator, cfg.orchestrator.timeout),
+            ),
+            // Plane reads may use all the time actions have: they run in
+            // the background and a slow or endless project holds only its
+            // own units (docs/reliability.md, hostile conditions); a read
+            // ending later could not be acted on.
+            plane: Plane::new(
+                &cfg.plane,
+                Client::new(Peer::Plane, cfg.plane.timeout, secrets.clone())
+                    .with_deadline(act_until),
+            ),
+            telegram: cfg
+                .telegram
+                .as_ref()
+                .map(|t| Telegram::new(t, client(Peer::Telegram, t.timeout))),
+        }
+    }
+
+    /// What each peer was sent this tick, for the report.
+    fn requests(&self) -> Requests {
+        Requests {
+            orchestrator: self.orchestrator.client().requests(),
+            plane: self.plane.client().requests(),
+            telegram: self.telegram.as_ref().map_or(0, |t| t.client().requests()),
+        }
+    }
 }
 
 /// The tick's de-dup memory (docs/decisions.md, de-dup).
@@ -222,7 +265,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
         },
     };
     tick.deliver(&mut outcome)?;
-    outcome.requests = tick.requests();
+    outcome.requests = tick.peers.requests();
     outcome.elapsed = started.elapsed();
     outcome.finished_at =
         now + time::Duration::try_from(outcome.elapsed).unwrap_or(time::Duration::ZERO);
@@ -263,10 +306,6 @@ fn open_store(cfg: &Config, opts: &Options) -> anyhow::Result<(Option<TickLock>,
     })
 }
 
-fn secrets(cfg: &Config) -> Vec<String> {
-    cfg.secrets()
-}
-
 impl<'a> Tick<'a> {
     fn new(
         cfg: &'a Config,
@@ -283,17 +322,6 @@ impl<'a> Tick<'a> {
             Duration::ZERO
         };
         let act_until = deadline.checked_sub(reserve).unwrap_or(deadline);
-        // Plane reads may use all the time actions have: they run in the
-        // background and a slow or endless project holds only its own
-        // units (docs/reliability.md, hostile conditions); a read ending
-        // later could not be acted on.
-        let secrets = secrets(cfg);
-        let client =
-            |peer, timeout| Client::new(peer, timeout, secrets.clone()).with_deadline(deadline);
-        let telegram = cfg
-            .telegram
-            .as_ref()
-            .map(|t| Telegram::new(t, client(Peer::Telegram, t.timeout)));
         Tick {
             cfg,
             opts,
@@ -301,16 +329,7 @@ impl<'a> Tick<'a> {
             deadline,
             act_until,
             store,
-            orchestrator: Orchestrator::new(
-                &cfg.orchestrator,
-                client(Peer::Orchestrator, cfg.orchestrator.timeout),
-            ),
-            plane: Plane::new(
-                &cfg.plane,
-                Client::new(Peer::Plane, cfg.plane.timeout, secrets.clone())
-                    .with_deadline(act_until),
-            ),
-            telegram,
+            peers: Peers::new(cfg, deadline, act_until),
             actions: 0,
             dedup: Dedup::default(),
             projects: HashMap::new(),
@@ -371,14 +390,6 @@ impl<'a> Tick<'a> {
         Ok((gate, cycles, plane))
     }
 
-    fn requests(&self) -> Requests {
-        Requests {
-            orchestrator: self.orchestrator.client().requests(),
-            plane: self.plane.client().requests(),
-            telegram: self.telegram.as_ref().map_or(0, |t| t.client().requests()),
-        }
-    }
-
     /// Delivers the outbox (not in a dry run, not under the kill switch,
     /// not after a stop signal: the messages stay queued) and follows each
     /// message to its unit. A tick the deadline cut delivers too, in the
@@ -388,7 +399,7 @@ impl<'a> Tick<'a> {
             && self.cfg.reconcile.enabled
             && !crate::signals::stop_requested()
             && let (Store::Live(store), Some(tg), Some(tcfg)) =
-                (&mut self.store, &self.telegram, &self.cfg.telegram)
+                (&mut self.store, &self.peers.telegram, &self.cfg.telegram)
         {
             let d = notify::deliver(store, tg, tcfg.digest_over, self.now)?;
             outcome.delivery_ran = true;

@@ -362,7 +362,7 @@ impl<'a> Tick<'a> {
         let held = listed.is_some();
         let read = match listed {
             Some(t) => Ok(t),
-            None => self.orchestrator.task_by_issue(&issue.id),
+            None => self.peers.orchestrator.task_by_issue(&issue.id),
         };
         let task = match read {
             Ok(t) => t,
@@ -414,7 +414,7 @@ impl<'a> Tick<'a> {
         let before = task.as_ref();
         let planned = plane_unblock(action, &issue.id, state, before, before, &stage);
         self.begin_intent(&intent, before.map_or("", |t| t.stage.as_str()), &planned)?;
-        if let Err(e) = self.orchestrator.replay(&body) {
+        if let Err(e) = self.peers.orchestrator.replay(&body) {
             // An answer resolves the intent; a transport error leaves the
             // effect unknown, for the next tick to re-check.
             if e.status().is_some() {
@@ -425,7 +425,7 @@ impl<'a> Tick<'a> {
             unit.failed = true;
             return Ok((unit, None));
         }
-        let after = match self.orchestrator.task_by_issue(&issue.id) {
+        let after = match self.peers.orchestrator.task_by_issue(&issue.id) {
             Ok(t) => t,
             Err(e) => {
                 unit.outcome = Outcome::Error;

@@ -201,7 +201,7 @@ impl Tick<'_> {
     }
 
     fn wait_slice(&self) -> Duration {
-        if !self.reads.pending.is_empty() && self.plane.awaits_first_answer() {
+        if !self.reads.pending.is_empty() && self.peers.plane.awaits_first_answer() {
             FIRST_ANSWER_SLICE
         } else {
             WAIT_SLICE
@@ -277,13 +277,18 @@ impl Tick<'_> {
         while self.reads.in_flight.len() < self.reads.workers {
             // Until Plane has answered once, one job at a time: its first
             // answer then tells the budget exactly (docs/plane.md).
-            if !self.reads.in_flight.is_empty() && self.plane.awaits_first_answer() {
+            if !self.reads.in_flight.is_empty() && self.peers.plane.awaits_first_answer() {
                 break;
             }
             let Some(queued) = self.reads.pending.pop_front() else {
                 break;
             };
-            let until = self.plane.client().deadline().unwrap_or(self.deadline);
+            let until = self
+                .peers
+                .plane
+                .client()
+                .deadline()
+                .unwrap_or(self.deadline);
             let late = Instant::now() >= until || crate::signals::stop_requested();
             let (job, pid, cost, refresh) = match queued {
                 Queued::Read(plan) => {
@@ -335,7 +340,7 @@ impl Tick<'_> {
                     (Job::States(project.clone()), pid, 1, true)
                 }
             };
-            let (plane, counter) = self.plane.counting();
+            let (plane, counter) = self.peers.plane.counting();
             let sent = plane.sent();
             let (tx, resync, now) = (self.reads.tx.clone(), self.reads.resync, self.now);
             let worker = std::thread::Builder::new()
@@ -371,13 +376,13 @@ impl Tick<'_> {
     /// Whether a job costing `cost` requests fits above the reserve, with
     /// what the jobs in flight may still spend.
     fn fits(&self, cost: u64) -> Result<(), Blind> {
-        let (remaining, committed) = self.plane.budget_with(|| self.reads.committed());
+        let (remaining, committed) = self.peers.plane.budget_with(|| self.reads.committed());
         fits(
             cost,
             remaining,
             self.reads.reserve,
             committed,
-            self.plane.limited(),
+            self.peers.plane.limited(),
         )
     }
 }
