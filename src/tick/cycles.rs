@@ -60,7 +60,12 @@ impl<'a> Tick<'a> {
                         });
                     let text = notify::cycle_text(template, &rendered);
                     log::warn!("gate: dependency cycle {rendered}");
-                    store.record_cycle(&cycle.key, &text, self.cfg.telegram.is_some(), self.now)?;
+                    store.record_cycle(
+                        &cycle.key,
+                        &text,
+                        self.cfg.telegram.is_some(),
+                        self.clock.now,
+                    )?;
                 }
             }
             if !self.opts.dry_run {

@@ -321,8 +321,8 @@ impl Tick<'_> {
                 Some(s) => s.states_fetched_at(pid)?,
                 None => None,
             };
-            let states = states_age(states_at, self.now, ttl, hard);
-            let full = sync.is_none_or(|m| full_every <= self.now - m.last_full_at);
+            let states = states_age(states_at, self.clock.now, ttl, hard);
+            let full = sync.is_none_or(|m| full_every <= self.clock.now - m.last_full_at);
             plans.push(Plan {
                 project: p.clone(),
                 last_synced: sync.map(|m| m.last_started_at),
@@ -396,7 +396,7 @@ impl Tick<'_> {
         Staleness {
             unread,
             oldest_sync_at: oldest,
-            oldest_sync_age_s: oldest.map(|o| (self.now - o).whole_seconds().max(0)),
+            oldest_sync_age_s: oldest.map(|o| (self.clock.now - o).whole_seconds().max(0)),
         }
     }
 }

@@ -162,7 +162,7 @@ impl<'a> Tick<'a> {
     pub(super) fn gate_waits(&self, run: &GateRun<'a>) -> bool {
         !run.aside.is_empty()
             || (!self.cut_by_deadline
-                && !self.past_deadline()
+                && !self.clock.past_deadline()
                 && run.members.iter().any(|p| self.reads.awaits(p)))
     }
 
@@ -179,7 +179,7 @@ impl<'a> Tick<'a> {
             looked,
             ..
         } = run;
-        let cut = self.cut_by_deadline || self.past_deadline();
+        let cut = self.cut_by_deadline || self.clock.past_deadline();
         // No read ended since the last look: every set-aside task still
         // waits (5,000 tasks must not each look at all the others).
         if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
@@ -190,7 +190,11 @@ impl<'a> Tick<'a> {
         let mut k = 0;
         while k < aside.len() {
             let (at, i, pid) = aside[k];
-            if !all && self.reads.awaits(pid) && !self.cut_by_deadline && !self.past_deadline() {
+            if !all
+                && self.reads.awaits(pid)
+                && !self.cut_by_deadline
+                && !self.clock.past_deadline()
+            {
                 k += 1;
                 continue;
             }
@@ -224,7 +228,8 @@ impl<'a> Tick<'a> {
         let project = config.project_by_repo(&task.repo).filter(|p| p.enabled)?;
         task.issue_id()?;
         let pid = project.plane_project_id.as_str();
-        let needs = gate::local_guards(task, &config.reconcile, true, self.now) == Verdict::Proceed;
+        let needs =
+            gate::local_guards(task, &config.reconcile, true, self.clock.now) == Verdict::Proceed;
         (needs && self.reads.awaits(pid)).then_some(pid)
     }
 
@@ -236,16 +241,16 @@ impl<'a> Tick<'a> {
         graph: Option<&DepGraph>,
         at: usize,
     ) -> anyhow::Result<GateUnit> {
-        if !self.cut_by_deadline && self.past_deadline() {
+        if !self.cut_by_deadline && self.clock.past_deadline() {
             log::warn!(
                 "{}; the remaining tasks are deferred",
-                self.cut_reason().cut_message()
+                self.clock.cut_reason().cut_message()
             );
             self.cut_by_deadline = true;
         }
         if self.cut_by_deadline {
             let mut u = unit_for(task, Outcome::Deferred);
-            u.reason = Some(self.cut_reason());
+            u.reason = Some(self.clock.cut_reason());
             return Ok(u);
         }
         let readiness = graph.map(|g| g.readiness(task.id));
@@ -269,7 +274,8 @@ impl<'a> Tick<'a> {
             tasks
                 .iter()
                 .filter(|t| {
-                    gate::local_guards(t, &config.reconcile, true, self.now) == Verdict::Proceed
+                    gate::local_guards(t, &config.reconcile, true, self.clock.now)
+                        == Verdict::Proceed
                 })
                 .map(|t| t.repo.as_str())
                 .collect()
@@ -300,7 +306,7 @@ impl<'a> Tick<'a> {
             task,
             cfg,
             project_enabled,
-            self.now,
+            self.clock.now,
             self.actions,
             deps,
             || {

@@ -24,7 +24,7 @@ impl Tick<'_> {
         s.record_intent(&Intent {
             unit: unit.to_string(),
             stage_before: stage_before.to_string(),
-            at: store::intent_time(self.now),
+            at: store::intent_time(self.clock.now),
             pass: u.pass,
             key: u.key.clone(),
             task_id: u.task_id,

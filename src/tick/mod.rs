@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::core::gate::Unresolved;
-use crate::core::outcome::Reason;
 use crate::core::plane::ListedTasks;
 use crate::peers::http::{Client, ErrorKind, Peer};
 use crate::peers::orchestrator::Orchestrator;
@@ -19,6 +18,7 @@ use crate::peers::plane::{Plane, PlaneFailure, Refusal};
 use crate::peers::telegram::Telegram;
 use crate::store::{self, Handle as Store, Sidecar, SidecarReader, TickLock};
 
+mod clock;
 mod cycles;
 mod fetch;
 mod gate;
@@ -33,6 +33,7 @@ use outcome::{
     TickOutcome,
 };
 
+use clock::Clock;
 use fetch::{ProjectView, Reads};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +127,7 @@ impl Blind {
 struct Tick<'a> {
     cfg: &'a Config,
     opts: &'a Options,
-    now: OffsetDateTime,
-    deadline: Instant,
-    /// No action (advance, replay, PATCH) starts after this: the deadline
-    /// less the delivery reserve.
-    act_until: Instant,
+    clock: Clock,
     store: Store,
     peers: Peers,
     /// Advances (and would-advances) so far, for the action cap.
@@ -233,13 +230,9 @@ pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<TickOutcome> {
 /// timestamp of the tick derives from `now` (the benchmark replays a half
 /// hour of minute ticks this way). The deadline still runs on the real clock.
 pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Result<TickOutcome> {
-    let started = Instant::now();
-    // A deadline beyond what the clock can hold is no deadline (a year).
-    let deadline = started
-        .checked_add(Duration::from_secs(cfg.reconcile.deadline_s))
-        .unwrap_or(started + Duration::from_secs(365 * 86_400));
+    let clock = Clock::start(cfg, opts, now);
     let (_lock, store) = open_store(cfg, opts)?;
-    let mut tick = Tick::new(cfg, opts, now, deadline, store);
+    let mut tick = Tick::new(cfg, opts, clock, store);
 
     let (gate, cycles, mut plane) = tick.passes()?;
     tick.finish_reads()?;
@@ -266,7 +259,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
     };
     tick.deliver(&mut outcome)?;
     outcome.requests = tick.peers.requests();
-    outcome.elapsed = started.elapsed();
+    outcome.elapsed = tick.clock.started.elapsed();
     outcome.finished_at =
         now + time::Duration::try_from(outcome.elapsed).unwrap_or(time::Duration::ZERO);
     match &mut tick.store {
@@ -307,29 +300,13 @@ fn open_store(cfg: &Config, opts: &Options) -> anyhow::Result<(Option<TickLock>,
 }
 
 impl<'a> Tick<'a> {
-    fn new(
-        cfg: &'a Config,
-        opts: &'a Options,
-        now: OffsetDateTime,
-        deadline: Instant,
-        store: Store,
-    ) -> Tick<'a> {
-        // Delivery keeps its reserve at the end of the tick (none when
-        // nothing can be delivered).
-        let reserve = if cfg.reconcile.enabled && !opts.dry_run {
-            cfg.delivery_reserve()
-        } else {
-            Duration::ZERO
-        };
-        let act_until = deadline.checked_sub(reserve).unwrap_or(deadline);
+    fn new(cfg: &'a Config, opts: &'a Options, clock: Clock, store: Store) -> Tick<'a> {
         Tick {
             cfg,
             opts,
-            now,
-            deadline,
-            act_until,
+            peers: Peers::new(cfg, clock.deadline, clock.act_until),
+            clock,
             store,
-            peers: Peers::new(cfg, deadline, act_until),
             actions: 0,
             dedup: Dedup::default(),
             projects: HashMap::new(),
@@ -380,7 +357,7 @@ impl<'a> Tick<'a> {
             }
             // Nothing is being read any more (it cannot be otherwise when
             // a wait ends early before the deadline): decide what is left.
-            all = !moved && !self.await_read()? && !self.past_deadline();
+            all = !moved && !self.await_read()? && !self.clock.past_deadline();
         }
         let (gate, cycles) = gate_done.unwrap_or_else(|| (GatePass::not_requested(), Vec::new()));
         let plane = match plane {
@@ -401,7 +378,7 @@ impl<'a> Tick<'a> {
             && let (Store::Live(store), Some(tg), Some(tcfg)) =
                 (&mut self.store, &self.peers.telegram, &self.cfg.telegram)
         {
-            let d = notify::deliver(store, tg, tcfg.digest_over, self.now)?;
+            let d = notify::deliver(store, tg, tcfg.digest_over, self.clock.now)?;
             outcome.delivery_ran = true;
             for (id, slot) in &self.queued {
                 if let Some(n) = d.status(*id) {
@@ -436,21 +413,6 @@ impl Tick<'_> {
             Some(s) => s.cursor(pass)?,
             None => None,
         })
-    }
-
-    /// No new action may start: the deadline less the delivery reserve
-    /// passed, or a stop signal came.
-    fn past_deadline(&self) -> bool {
-        Instant::now() >= self.act_until || crate::signals::stop_requested()
-    }
-
-    /// Why units are cut: a signal, else the deadline.
-    fn cut_reason(&self) -> Reason {
-        if crate::signals::stop_requested() {
-            Reason::Signal
-        } else {
-            Reason::Deadline
-        }
     }
 
     /// Announce an unblock once per (key, stage, state)
@@ -508,7 +470,7 @@ impl Tick<'_> {
                             queue,
                         },
                         self.resolving.take().as_deref(),
-                        self.now,
+                        self.clock.now,
                     )
                     .context("recording an unblock")?;
                 outbox = rec.outbox_id;

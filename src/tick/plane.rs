@@ -133,7 +133,7 @@ impl<'a> Tick<'a> {
             looked,
             ..
         } = run;
-        let cut = self.cut_by_deadline || self.past_deadline();
+        let cut = self.cut_by_deadline || self.clock.past_deadline();
         // No read ended since the last look: every set-aside project
         // still waits.
         if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
@@ -147,7 +147,7 @@ impl<'a> Tick<'a> {
             if !all
                 && self.reads.awaits(&project.plane_project_id)
                 && !self.cut_by_deadline
-                && !self.past_deadline()
+                && !self.clock.past_deadline()
             {
                 k += 1;
                 continue;
@@ -191,10 +191,10 @@ impl<'a> Tick<'a> {
         project: &Project,
         (cursor, memos): (Option<&str>, &HashMap<String, NoopMemo>),
     ) -> anyhow::Result<Entry> {
-        if !self.cut_by_deadline && self.past_deadline() {
+        if !self.cut_by_deadline && self.clock.past_deadline() {
             log::warn!(
                 "{}; the remaining projects are deferred",
-                self.cut_reason().cut_message()
+                self.clock.cut_reason().cut_message()
             );
             self.cut_by_deadline = true;
         }
@@ -210,7 +210,7 @@ impl<'a> Tick<'a> {
         };
         let mut units = Vec::new();
         if self.cut_by_deadline {
-            report.deferred = Some(self.cut_reason());
+            report.deferred = Some(self.clock.cut_reason());
             return Ok(Entry {
                 report,
                 units,
@@ -293,10 +293,10 @@ impl<'a> Tick<'a> {
             let Some(trigger) = wanted.trigger(&state) else {
                 continue;
             };
-            if !self.cut_by_deadline && self.past_deadline() {
+            if !self.cut_by_deadline && self.clock.past_deadline() {
                 log::warn!(
                     "{}; the remaining issues are deferred",
-                    self.cut_reason().cut_message()
+                    self.clock.cut_reason().cut_message()
                 );
                 self.cut_by_deadline = true;
             }
@@ -305,7 +305,7 @@ impl<'a> Tick<'a> {
                     &issue.id,
                     trigger,
                     Outcome::Deferred,
-                    Some(self.cut_reason()),
+                    Some(self.clock.cut_reason()),
                 )
             } else {
                 let memo = memos.get(&issue.id);
@@ -343,9 +343,13 @@ impl<'a> Tick<'a> {
         trigger: Trigger,
     ) -> anyhow::Result<(PlaneUnit, Option<i64>)> {
         let cfg = &self.cfg.reconcile;
-        if let Some(reason) =
-            plane_pass::issue_guards(state, states, issue.updated_at.as_deref(), cfg, self.now)
-        {
+        if let Some(reason) = plane_pass::issue_guards(
+            state,
+            states,
+            issue.updated_at.as_deref(),
+            cfg,
+            self.clock.now,
+        ) {
             return Ok((
                 PlaneUnit::new(&issue.id, trigger, Outcome::Skipped, Some(reason)),
                 None,
@@ -450,9 +454,9 @@ impl<'a> Tick<'a> {
         if let store::Handle::Live(s) = &mut self.store {
             if plane_pass::is_noop(unit.outcome) {
                 let m = NoopMemo::of(issue.updated_at.as_deref(), state, after.as_ref());
-                s.set_noop_memo(&issue.id, Some(&m), self.now)?;
+                s.set_noop_memo(&issue.id, Some(&m), self.clock.now)?;
             } else if memo.is_some() {
-                s.set_noop_memo(&issue.id, None, self.now)?;
+                s.set_noop_memo(&issue.id, None, self.clock.now)?;
             }
         }
         log::info!(

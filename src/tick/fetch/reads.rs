@@ -143,8 +143,9 @@ impl Tick<'_> {
         self.pump_reads()?;
         // After a pump, a queued job means the workers are busy or wait
         // for Plane's first answer.
-        while !self.reads.in_flight.is_empty() && !self.past_deadline() {
+        while !self.reads.in_flight.is_empty() && !self.clock.past_deadline() {
             let slice = self
+                .clock
                 .act_until
                 .saturating_duration_since(Instant::now())
                 .min(self.wait_slice());
@@ -218,7 +219,7 @@ impl Tick<'_> {
             // Sending was its last act: the thread is ending.
             let _ = r.worker.join();
         }
-        let kept = take(f, &mut self.store, self.cfg, self.now)?;
+        let kept = take(f, &mut self.store, self.cfg, self.clock.now)?;
         self.record_read(kept);
         Ok(())
     }
@@ -264,7 +265,7 @@ impl Tick<'_> {
         self.reads.awaited.remove(&pid);
         self.reads.ended += 1;
         if view.is_ok() {
-            self.last_synced.insert(pid.clone(), Some(self.now));
+            self.last_synced.insert(pid.clone(), Some(self.clock.now));
         }
         self.projects.insert(pid, view.map(Arc::new));
     }
@@ -288,7 +289,7 @@ impl Tick<'_> {
                 .plane
                 .client()
                 .deadline()
-                .unwrap_or(self.deadline);
+                .unwrap_or(self.clock.deadline);
             let late = Instant::now() >= until || crate::signals::stop_requested();
             let (job, pid, cost, refresh) = match queued {
                 Queued::Read(plan) => {
@@ -342,7 +343,7 @@ impl Tick<'_> {
             };
             let (plane, counter) = self.peers.plane.counting();
             let sent = plane.sent();
-            let (tx, resync, now) = (self.reads.tx.clone(), self.reads.resync, self.now);
+            let (tx, resync, now) = (self.reads.tx.clone(), self.reads.resync, self.clock.now);
             let worker = std::thread::Builder::new()
                 .name("plane-read".into())
                 .spawn(move || {
