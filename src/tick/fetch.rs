@@ -14,7 +14,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::outcome::PlanePass;
-use super::schedule::{Plan, StatesAge, cost, names_new_state, order, refresh_queue, states_age};
+use super::schedule::{
+    Plan, StatesAge, cost, hard_bound, names_new_state, order, refresh_queue, states_age,
+};
 use super::{Blind, Store, Tick};
 use crate::config::{Config, Project};
 use crate::core::states::{PlaneState, StateMap, merge_state_names};
@@ -307,7 +309,6 @@ impl Tick<'_> {
         }
         let ttl = seconds(self.cfg.state.states_cache_ttl_s);
         let full_every = seconds(self.cfg.plane.full_resync_s);
-        let hard = ttl.saturating_add(full_every);
         let full_per_page = self.peers.plane.full_per_page();
         let syncs = match self.store.reader() {
             Some(s) => s.mirror_syncs()?,
@@ -321,6 +322,7 @@ impl Tick<'_> {
                 Some(s) => s.states_fetched_at(pid)?,
                 None => None,
             };
+            let hard = hard_bound(pid, ttl, full_every);
             let states = states_age(states_at, self.clock.now, ttl, hard);
             let full = sync.is_none_or(|m| full_every <= self.clock.now - m.last_full_at);
             plans.push(Plan {

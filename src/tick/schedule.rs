@@ -37,8 +37,27 @@ pub(super) enum StatesAge {
     Expired,
 }
 
-/// `fetched_at` against `ttl` and the hard bound `hard` (`ttl` +
-/// `full_resync_s`).
+/// A project's hard bound for its cached states: `ttl` plus between half
+/// of `full_every` and all of it, fixed per project by a hash of its id.
+/// The projects read in one tick have their states fetched together; with
+/// one bound for all they would all pass it in one tick, each read then
+/// costing two requests (docs/performance.md, waves at the hard bound).
+pub(super) fn hard_bound(
+    pid: &str,
+    ttl: time::Duration,
+    full_every: time::Duration,
+) -> time::Duration {
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    let hash = pid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    // A share of the second half of full_every, in 1/1024ths.
+    let share = i32::try_from(hash % 1024).unwrap_or(0);
+    let cut = (full_every / 2) * share / 1024;
+    ttl.saturating_add(full_every - cut)
+}
+
+/// `fetched_at` against `ttl` and the hard bound `hard` (`hard_bound`).
 pub(super) fn states_age(
     fetched_at: Option<OffsetDateTime>,
     now: OffsetDateTime,
@@ -287,5 +306,35 @@ mod tests {
         assert!(fits(1, Some(13), 10, 2, false).is_ok());
         let e = fits(1, Some(50), 10, 0, true).unwrap_err();
         assert_eq!(e.cause, crate::core::gate::Unresolved::RateLimited);
+    }
+
+    #[test]
+    fn each_project_passes_its_hard_bound_at_its_own_point_of_the_second_half() {
+        let (ttl, full) = (time::Duration::seconds(300), time::Duration::seconds(1800));
+        let ids: Vec<String> = (0..200).map(|i| format!("project-{i:03}")).collect();
+        let bounds: Vec<time::Duration> = ids.iter().map(|p| hard_bound(p, ttl, full)).collect();
+        for (id, b) in ids.iter().zip(&bounds) {
+            // Between TTL + half of full_resync_s and TTL + full_resync_s.
+            assert!(
+                *b > time::Duration::seconds(1200) && *b <= time::Duration::seconds(2100),
+                "{id}: {b}"
+            );
+            // The same every run.
+            assert_eq!(hard_bound(id, ttl, full), *b);
+        }
+        // Spread: 200 projects land in every fifth of the range.
+        for fifth in 0..5 {
+            let lo = time::Duration::seconds(1200 + 180 * fifth);
+            let n = bounds
+                .iter()
+                .filter(|b| **b > lo && **b <= lo + time::Duration::seconds(180))
+                .count();
+            assert!(n >= 20, "fifth {fifth}: {n} of 200");
+        }
+        // full_resync_s 0: the bound is the TTL itself.
+        assert_eq!(hard_bound("p", ttl, time::Duration::ZERO), ttl);
+        // Saturates instead of overflowing.
+        let huge = time::Duration::MAX;
+        assert_eq!(hard_bound("p", huge, full), huge);
     }
 }
