@@ -148,7 +148,7 @@ impl<'a> Tick<'a> {
             if self.patched.contains(issue_id) {
                 continue;
             }
-            let view = match self.project_view(project) {
+            let view = match self.reads.view(project) {
                 Ok(v) => v,
                 Err(b) => {
                     report.error = Some(b.message);

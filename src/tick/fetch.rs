@@ -6,7 +6,7 @@
 //! projects are back; what they bring back is written to the sidecar by the
 //! tick's own thread.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,7 +24,32 @@ use crate::peers::plane::{ISSUE_FIELDS, Issue, Plane};
 use crate::store::{Mirror, MirrorIssue};
 
 mod reads;
-pub(super) use reads::Reads;
+use reads::Jobs;
+
+/// What this tick's Plane reads know: the projects it means to read,
+/// those still being read and what came back. The passes ask it for a
+/// project's view; `fetch/reads.rs` runs the jobs and records here what
+/// they bring back.
+pub(super) struct PlaneReads {
+    /// The read jobs queued and running.
+    jobs: Jobs,
+    /// The projects whose reads are queued or running: a pass asks once
+    /// per unit.
+    awaited: HashSet<String>,
+    /// Reads ended so far (a view or a reason there is none): a pass
+    /// looks at its set-aside units again only when this moved.
+    ended: u64,
+    /// Each project read this tick, by project id: its view, or why there
+    /// is none.
+    views: HashMap<String, Result<Arc<ProjectView>, Blind>>,
+    /// Plane requests each project's reads cost, for its report entry.
+    requests: HashMap<String, u64>,
+    /// The projects this tick meant to read, and when each last synced
+    /// successfully (this tick's own sync included), for the staleness
+    /// the tick reports.
+    wanted: BTreeSet<String>,
+    last_synced: HashMap<String, Option<OffsetDateTime>>,
+}
 
 /// One project as this tick sees it. Issues carry no raw JSON (a replay
 /// reads its issue's from the sidecar): 20,000 parsed issues would
@@ -274,16 +299,135 @@ fn keep(
     })
 }
 
-impl Tick<'_> {
+impl PlaneReads {
+    pub fn new(cfg: &Config) -> PlaneReads {
+        PlaneReads {
+            jobs: Jobs::new(cfg),
+            awaited: HashSet::new(),
+            ended: 0,
+            views: HashMap::new(),
+            requests: HashMap::new(),
+            wanted: BTreeSet::new(),
+            last_synced: HashMap::new(),
+        }
+    }
+
+    /// Whether the project's reads are queued or running.
+    pub fn awaits(&self, pid: &str) -> bool {
+        self.awaited.contains(pid)
+    }
+
+    /// How many reads have ended this tick.
+    pub fn ended(&self) -> u64 {
+        self.ended
+    }
+
     /// The project's view as this tick's reads left it. A project not
     /// here was not reached (the deadline) or is still being read.
-    pub(super) fn project_view(&self, project: &Project) -> Result<Arc<ProjectView>, Blind> {
-        self.projects
+    pub fn view(&self, project: &Project) -> Result<Arc<ProjectView>, Blind> {
+        self.views
             .get(&project.plane_project_id)
             .cloned()
             .unwrap_or_else(|| Err(Blind::not_reached()))
     }
 
+    /// The Plane requests the project's reads cost so far.
+    pub fn requests(&self, pid: &str) -> u64 {
+        self.requests.get(pid).copied().unwrap_or(0)
+    }
+
+    /// Whether the project was neither read nor queued yet this tick.
+    fn untouched(&self, pid: &str) -> bool {
+        !self.views.contains_key(pid) && !self.awaits(pid)
+    }
+
+    /// Plans in the fair order, then the refreshes of stale states: the
+    /// projects are wanted (with their last successful sync) and awaited
+    /// until their reads end.
+    fn queue(&mut self, plans: Vec<Plan>, refreshes: Vec<String>) {
+        for p in &plans {
+            let pid = &p.project.plane_project_id;
+            self.last_synced.insert(pid.clone(), p.last_synced);
+            self.wanted.insert(pid.clone());
+            self.awaited.insert(pid.clone());
+        }
+        self.jobs.queue(plans, refreshes);
+    }
+
+    /// What a job left: its requests counted to its project and, when it
+    /// was a read, the project's view (a successful one is its latest
+    /// sync, at `now`).
+    fn record(&mut self, kept: Kept, now: OffsetDateTime) {
+        let Kept {
+            pid,
+            view,
+            requests,
+        } = kept;
+        *self.requests.entry(pid.clone()).or_default() += requests;
+        let Some(view) = view else { return };
+        self.awaited.remove(&pid);
+        self.ended += 1;
+        if view.is_ok() {
+            self.last_synced.insert(pid.clone(), Some(now));
+        }
+        self.views.insert(pid, view.map(Arc::new));
+    }
+
+    /// Once per tick, after the passes: each project's requests and last
+    /// successful sync into its report entry, and one warning when projects were left
+    /// unread. Returns how stale the Plane side is.
+    pub fn finish(&self, pass: &mut PlanePass, now: OffsetDateTime) -> Staleness {
+        for p in &mut pass.projects {
+            // The refreshes of stale states run after the pass: a project's
+            // requests count its refresh.
+            if let Some(n) = self.requests.get(&p.plane_project_id) {
+                p.requests = *n;
+            }
+            p.last_synced_at = self
+                .last_synced
+                .get(&p.plane_project_id)
+                .copied()
+                .flatten()
+                .map(crate::core::timestamp::format);
+        }
+        let s = self.staleness(now);
+        if s.unread > 0 {
+            let oldest = match s.oldest_sync_age_s {
+                Some(age) => format!("the oldest sync is {age} s old"),
+                None => "none of them was ever synced".into(),
+            };
+            log::warn!(
+                "{} of {} Plane projects not read this tick (request budget, deadline or errors); {oldest}",
+                s.unread,
+                self.wanted.len()
+            );
+        }
+        s
+    }
+
+    /// The projects this tick meant to read and did not, and the oldest
+    /// last successful sync among them all (never-synced ones aside: they
+    /// count as unread).
+    fn staleness(&self, now: OffsetDateTime) -> Staleness {
+        let mut unread = 0;
+        let mut oldest: Option<OffsetDateTime> = None;
+        for pid in &self.wanted {
+            if !matches!(self.views.get(pid), Some(Ok(_))) {
+                unread += 1;
+            }
+            if let Some(Some(at)) = self.last_synced.get(pid) {
+                oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
+            }
+        }
+        Staleness {
+            unread,
+            oldest_sync_at: oldest,
+            oldest_sync_age_s: oldest.map(|o| (now - o).whole_seconds().max(0)),
+        }
+    }
+}
+
+impl Tick<'_> {
     /// Starts the reads of the projects of `projects` not yet read nor
     /// queued this tick, in the background: oldest successful sync first
     /// (never synced first), up to `[plane] concurrency` at once, while
@@ -297,10 +441,7 @@ impl Tick<'_> {
         let mut todo: Vec<&Project> = Vec::new();
         for p in projects {
             let pid = &p.plane_project_id;
-            if !self.projects.contains_key(pid)
-                && !self.reads.awaits(pid)
-                && !todo.iter().any(|q| q.plane_project_id == *pid)
-            {
+            if self.reads.untouched(pid) && !todo.iter().any(|q| q.plane_project_id == *pid) {
                 todo.push(p);
             }
         }
@@ -337,69 +478,11 @@ impl Tick<'_> {
                     full_per_page,
                 ),
             });
-            self.last_synced
-                .insert(pid.clone(), sync.map(|m| m.last_started_at));
         }
         order(&mut plans);
         let refreshes = refresh_queue(&plans);
-        self.wanted
-            .extend(plans.iter().map(|p| p.project.plane_project_id.clone()));
-
         self.reads.queue(plans, refreshes);
         self.pump_reads()
-    }
-
-    /// Once per tick, after the passes: each project's requests and last
-    /// successful sync into its report entry, and one warning when projects were left
-    /// unread. Returns how stale the Plane side is.
-    pub(super) fn finish_plane_reads(&self, pass: &mut PlanePass) -> Staleness {
-        for p in &mut pass.projects {
-            // The refreshes of stale states run after the pass: a project's
-            // requests count its refresh.
-            if let Some(n) = self.project_requests.get(&p.plane_project_id) {
-                p.requests = *n;
-            }
-            p.last_synced_at = self
-                .last_synced
-                .get(&p.plane_project_id)
-                .copied()
-                .flatten()
-                .map(crate::core::timestamp::format);
-        }
-        let s = self.staleness();
-        if s.unread > 0 {
-            let oldest = match s.oldest_sync_age_s {
-                Some(age) => format!("the oldest sync is {age} s old"),
-                None => "none of them was ever synced".into(),
-            };
-            log::warn!(
-                "{} of {} Plane projects not read this tick (request budget, deadline or errors); {oldest}",
-                s.unread,
-                self.wanted.len()
-            );
-        }
-        s
-    }
-
-    /// The projects this tick meant to read and did not, and the oldest
-    /// last successful sync among them all (never-synced ones aside: they
-    /// count as unread).
-    fn staleness(&self) -> Staleness {
-        let mut unread = 0;
-        let mut oldest: Option<OffsetDateTime> = None;
-        for pid in &self.wanted {
-            if !matches!(self.projects.get(pid), Some(Ok(_))) {
-                unread += 1;
-            }
-            if let Some(Some(at)) = self.last_synced.get(pid) {
-                oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
-            }
-        }
-        Staleness {
-            unread,
-            oldest_sync_at: oldest,
-            oldest_sync_age_s: oldest.map(|o| (self.clock.now - o).whole_seconds().max(0)),
-        }
     }
 }
 

@@ -447,7 +447,7 @@ impl<'a> Tick<'a> {
                 None,
             );
         };
-        let view = match self.project_view(project) {
+        let view = match self.reads.view(project) {
             Ok(v) => v,
             Err(b) => {
                 let shared = b.shared(&project.repo);

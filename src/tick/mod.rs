@@ -3,7 +3,6 @@
 //! is the imperative shell that fetches facts and carries out verdicts.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -34,7 +33,7 @@ use outcome::{
 };
 
 use clock::Clock;
-use fetch::{ProjectView, Reads};
+use fetch::{PlaneReads, ProjectView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -133,16 +132,8 @@ struct Tick<'a> {
     /// Advances (and would-advances) so far, for the action cap.
     actions: u64,
     dedup: Dedup,
-    /// Plane projects read this tick, by project id.
-    projects: HashMap<String, Result<Arc<ProjectView>, Blind>>,
-    /// The Plane reads queued and running (fetch/reads.rs).
-    reads: Reads,
-    /// Plane requests each project's reads cost.
-    project_requests: HashMap<String, u64>,
-    /// The projects this tick meant to read (fetch.rs), and when each last
-    /// synced successfully (this tick's own sync included).
-    wanted: std::collections::BTreeSet<String>,
-    last_synced: HashMap<String, Option<OffsetDateTime>>,
+    /// The Plane reads: queued, running and what they brought back.
+    reads: PlaneReads,
     cut_by_deadline: bool,
     /// A project's read was stopped by the deadline: its units are
     /// deferred and the tick exits 75, while the other projects' units go on.
@@ -236,7 +227,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
 
     let (gate, cycles, mut plane) = tick.passes()?;
     tick.finish_reads()?;
-    let staleness = tick.finish_plane_reads(&mut plane);
+    let staleness = tick.reads.finish(&mut plane, tick.clock.now);
     let mut outcome = TickOutcome {
         command: opts.command,
         dry_run: opts.dry_run,
@@ -309,11 +300,7 @@ impl<'a> Tick<'a> {
             store,
             actions: 0,
             dedup: Dedup::default(),
-            projects: HashMap::new(),
-            reads: Reads::new(cfg),
-            project_requests: HashMap::new(),
-            wanted: std::collections::BTreeSet::new(),
-            last_synced: HashMap::new(),
+            reads: PlaneReads::new(cfg),
             cut_by_deadline: false,
             read_cut: false,
             patched: std::collections::HashSet::new(),

@@ -219,7 +219,7 @@ impl<'a> Tick<'a> {
         }
         // The messages this project queues, by unit within it.
         let first_queued = self.queued.len();
-        match self.project_view(project) {
+        match self.reads.view(project) {
             Ok(view) => {
                 self.plane_project(project, &view, (cursor, memos), &mut report, &mut units)?
             }
@@ -239,11 +239,7 @@ impl<'a> Tick<'a> {
                 }
             }
         }
-        report.requests = self
-            .project_requests
-            .get(&project.plane_project_id)
-            .copied()
-            .unwrap_or(0);
+        report.requests = self.reads.requests(&project.plane_project_id);
         let queued = self
             .queued
             .drain(first_queued..)

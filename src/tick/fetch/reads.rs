@@ -6,7 +6,7 @@
 //! sidecar stay on the tick's thread: a job is started, and what came back
 //! is stored, only when a pass pumps.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -27,20 +27,14 @@ const WAIT_SLICE: Duration = Duration::from_millis(50);
 /// it comes on a worker's thread, with no message for the tick's.
 const FIRST_ANSWER_SLICE: Duration = Duration::from_millis(5);
 
-/// The reads of one tick: the jobs queued in the fair order, those
+/// The read jobs of one tick: those queued in the fair order, those
 /// running (or back and not stored yet), and the channel results come
 /// back on.
-pub(crate) struct Reads {
+pub(crate) struct Jobs {
     workers: usize,
     reserve: i64,
     resync: Resync,
     pending: VecDeque<Queued>,
-    /// The projects whose reads are queued or running: a pass asks once
-    /// per unit.
-    awaited: HashSet<String>,
-    /// Reads ended so far (a view or a reason there is none): a pass
-    /// looks at its set-aside units again only when this moved.
-    ended: u64,
     /// Projects whose reads started with stale cached states: each may be
     /// refreshed once from what the reads leave over.
     stale_read: Vec<String>,
@@ -71,16 +65,14 @@ struct InFlight {
     worker: JoinHandle<()>,
 }
 
-impl Reads {
-    pub fn new(cfg: &Config) -> Reads {
+impl Jobs {
+    pub fn new(cfg: &Config) -> Jobs {
         let (tx, rx) = channel();
-        Reads {
+        Jobs {
             workers: cfg.plane.concurrency.max(1) as usize,
             reserve: i64::from(cfg.plane.rate_reserve),
             resync: Resync::of(cfg),
             pending: VecDeque::new(),
-            awaited: HashSet::new(),
-            ended: 0,
             stale_read: Vec::new(),
             in_flight: Vec::new(),
             tx,
@@ -88,21 +80,9 @@ impl Reads {
         }
     }
 
-    /// Whether the project's reads are queued or running.
-    pub fn awaits(&self, pid: &str) -> bool {
-        self.awaited.contains(pid)
-    }
-
-    /// How many reads have ended this tick.
-    pub fn ended(&self) -> u64 {
-        self.ended
-    }
-
     /// Plans in the fair order, then the refreshes of stale states; each
     /// call's after the earlier ones'.
     pub(super) fn queue(&mut self, plans: Vec<Plan>, refreshes: Vec<String>) {
-        self.awaited
-            .extend(plans.iter().map(|p| p.project.plane_project_id.clone()));
         self.pending.extend(plans.into_iter().map(Queued::Read));
         self.pending
             .extend(refreshes.into_iter().map(Queued::Refresh));
@@ -130,7 +110,7 @@ impl Tick<'_> {
     /// Stores the jobs that came back and starts the next ones while a
     /// worker is free and their cost fits. Never blocks.
     pub(in crate::tick) fn pump_reads(&mut self) -> anyhow::Result<()> {
-        while let Ok(f) = self.reads.rx.try_recv() {
+        while let Ok(f) = self.reads.jobs.rx.try_recv() {
             self.arrived(f)?;
         }
         self.dispatch()
@@ -143,13 +123,13 @@ impl Tick<'_> {
         self.pump_reads()?;
         // After a pump, a queued job means the workers are busy or wait
         // for Plane's first answer.
-        while !self.reads.in_flight.is_empty() && !self.clock.past_deadline() {
+        while !self.reads.jobs.in_flight.is_empty() && !self.clock.past_deadline() {
             let slice = self
                 .clock
                 .act_until
                 .saturating_duration_since(Instant::now())
                 .min(self.wait_slice());
-            match self.reads.rx.recv_timeout(slice) {
+            match self.reads.jobs.rx.recv_timeout(slice) {
                 Ok(f) => {
                     self.arrived(f)?;
                     self.pump_reads()?;
@@ -188,8 +168,8 @@ impl Tick<'_> {
     /// already; what is left is mostly the refreshes of stale states.
     pub(in crate::tick) fn finish_reads(&mut self) -> anyhow::Result<()> {
         self.pump_reads()?;
-        while !self.reads.in_flight.is_empty() {
-            match self.reads.rx.recv_timeout(self.wait_slice()) {
+        while !self.reads.jobs.in_flight.is_empty() {
+            match self.reads.jobs.rx.recv_timeout(self.wait_slice()) {
                 Ok(f) => self.arrived(f)?,
                 Err(RecvTimeoutError::Timeout) => {
                     self.reap()?;
@@ -202,7 +182,7 @@ impl Tick<'_> {
     }
 
     fn wait_slice(&self) -> Duration {
-        if !self.reads.pending.is_empty() && self.peers.plane.awaits_first_answer() {
+        if !self.reads.jobs.pending.is_empty() && self.peers.plane.awaits_first_answer() {
             FIRST_ANSWER_SLICE
         } else {
             WAIT_SLICE
@@ -214,13 +194,14 @@ impl Tick<'_> {
     fn arrived(&mut self, f: Fetched) -> anyhow::Result<()> {
         if let Some(r) = self
             .reads
+            .jobs
             .take_in_flight(&f.project.plane_project_id, f.refresh)
         {
             // Sending was its last act: the thread is ending.
             let _ = r.worker.join();
         }
         let kept = take(f, &mut self.store, self.cfg, self.clock.now)?;
-        self.record_read(kept);
+        self.reads.record(kept, self.clock.now);
         Ok(())
     }
 
@@ -230,6 +211,7 @@ impl Tick<'_> {
     fn reap(&mut self) -> anyhow::Result<bool> {
         let ended: Vec<(String, bool)> = self
             .reads
+            .jobs
             .in_flight
             .iter()
             .filter(|r| r.worker.is_finished())
@@ -239,35 +221,19 @@ impl Tick<'_> {
             return Ok(false);
         }
         // A result sent before its thread ended is in the channel now.
-        while let Ok(f) = self.reads.rx.try_recv() {
+        while let Ok(f) = self.reads.jobs.rx.try_recv() {
             self.arrived(f)?;
         }
         for (pid, refresh) in ended {
-            if self.reads.take_in_flight(&pid, refresh).is_some() && !refresh {
+            if self.reads.jobs.take_in_flight(&pid, refresh).is_some() && !refresh {
                 let blind = Blind::new(
                     Unresolved::ReadFailed,
                     "not read: its reader ended without an answer".into(),
                 );
-                self.record_read(unread(pid, blind));
+                self.reads.record(unread(pid, blind), self.clock.now);
             }
         }
         Ok(true)
-    }
-
-    fn record_read(&mut self, kept: Kept) {
-        let Kept {
-            pid,
-            view,
-            requests,
-        } = kept;
-        *self.project_requests.entry(pid.clone()).or_default() += requests;
-        let Some(view) = view else { return };
-        self.reads.awaited.remove(&pid);
-        self.reads.ended += 1;
-        if view.is_ok() {
-            self.last_synced.insert(pid.clone(), Some(self.clock.now));
-        }
-        self.projects.insert(pid, view.map(Arc::new));
     }
 
     /// Starts the queued jobs in order while a worker is free. A read
@@ -275,13 +241,13 @@ impl Tick<'_> {
     /// may be); the refreshes of stale states stop at the first that does
     /// not fit; nothing starts once the time for reads is over.
     fn dispatch(&mut self) -> anyhow::Result<()> {
-        while self.reads.in_flight.len() < self.reads.workers {
+        while self.reads.jobs.in_flight.len() < self.reads.jobs.workers {
             // Until Plane has answered once, one job at a time: its first
             // answer then tells the budget exactly (docs/plane.md).
-            if !self.reads.in_flight.is_empty() && self.peers.plane.awaits_first_answer() {
+            if !self.reads.jobs.in_flight.is_empty() && self.peers.plane.awaits_first_answer() {
                 break;
             }
-            let Some(queued) = self.reads.pending.pop_front() else {
+            let Some(queued) = self.reads.jobs.pending.pop_front() else {
                 break;
             };
             let until = self
@@ -295,11 +261,12 @@ impl Tick<'_> {
                 Queued::Read(plan) => {
                     let pid = plan.project.plane_project_id.clone();
                     if late {
-                        self.record_read(unread(pid, Blind::not_reached()));
+                        self.reads
+                            .record(unread(pid, Blind::not_reached()), self.clock.now);
                         continue;
                     }
                     if let Err(blind) = self.fits(plan.cost) {
-                        self.record_read(unread(pid, blind));
+                        self.reads.record(unread(pid, blind), self.clock.now);
                         continue;
                     }
                     let (states, mirror) = match self.store.reader() {
@@ -311,7 +278,7 @@ impl Tick<'_> {
                         None => (None, None),
                     };
                     if plan.states == StatesAge::Stale {
-                        self.reads.stale_read.push(pid.clone());
+                        self.reads.jobs.stale_read.push(pid.clone());
                     }
                     let known = Known {
                         project: plan.project,
@@ -321,15 +288,15 @@ impl Tick<'_> {
                     (Job::Read(known), pid, plan.cost, false)
                 }
                 Queued::Refresh(pid) => {
-                    let Some(at) = self.reads.stale_read.iter().position(|p| *p == pid) else {
+                    let Some(at) = self.reads.jobs.stale_read.iter().position(|p| *p == pid) else {
                         continue;
                     };
-                    let pid = self.reads.stale_read.swap_remove(at);
+                    let pid = self.reads.jobs.stale_read.swap_remove(at);
                     if late || self.fits(1).is_err() {
                         // What the reads left over is spent: no later
                         // refresh of this queue starts.
-                        while let Some(Queued::Refresh(_)) = self.reads.pending.front() {
-                            self.reads.pending.pop_front();
+                        while let Some(Queued::Refresh(_)) = self.reads.jobs.pending.front() {
+                            self.reads.jobs.pending.pop_front();
                         }
                         continue;
                     }
@@ -343,7 +310,11 @@ impl Tick<'_> {
             };
             let (plane, counter) = self.peers.plane.counting();
             let sent = plane.sent();
-            let (tx, resync, now) = (self.reads.tx.clone(), self.reads.resync, self.clock.now);
+            let (tx, resync, now) = (
+                self.reads.jobs.tx.clone(),
+                self.reads.jobs.resync,
+                self.clock.now,
+            );
             let worker = std::thread::Builder::new()
                 .name("plane-read".into())
                 .spawn(move || {
@@ -354,7 +325,7 @@ impl Tick<'_> {
                     let _ = tx.send(fetched);
                 });
             match worker {
-                Ok(worker) => self.reads.in_flight.push(InFlight {
+                Ok(worker) => self.reads.jobs.in_flight.push(InFlight {
                     pid,
                     refresh,
                     cost,
@@ -367,7 +338,7 @@ impl Tick<'_> {
                         Unresolved::ReadFailed,
                         format!("not read: no thread to read it on: {e}"),
                     );
-                    self.record_read(unread(pid, blind));
+                    self.reads.record(unread(pid, blind), self.clock.now);
                 }
             }
         }
@@ -377,11 +348,11 @@ impl Tick<'_> {
     /// Whether a job costing `cost` requests fits above the reserve, with
     /// what the jobs in flight may still spend.
     fn fits(&self, cost: u64) -> Result<(), Blind> {
-        let (remaining, committed) = self.peers.plane.budget_with(|| self.reads.committed());
+        let (remaining, committed) = self.peers.plane.budget_with(|| self.reads.jobs.committed());
         fits(
             cost,
             remaining,
-            self.reads.reserve,
+            self.reads.jobs.reserve,
             committed,
             self.peers.plane.limited(),
         )
