@@ -132,7 +132,7 @@ impl<'a> Tick<'a> {
             run.units.push(None);
             let unit = match item {
                 Ok(i) => match self.awaited_project(&run.tasks[i]) {
-                    Some(pid) if !self.cut_by_deadline => {
+                    Some(pid) if !self.cut.units => {
                         run.aside.push((at, i, pid));
                         continue;
                     }
@@ -161,7 +161,7 @@ impl<'a> Tick<'a> {
     /// backstop does not run then).
     pub(super) fn gate_waits(&self, run: &GateRun<'a>) -> bool {
         !run.aside.is_empty()
-            || (!self.cut_by_deadline
+            || (!self.cut.units
                 && !self.clock.past_deadline()
                 && run.members.iter().any(|p| self.reads.awaits(p)))
     }
@@ -179,7 +179,7 @@ impl<'a> Tick<'a> {
             looked,
             ..
         } = run;
-        let cut = self.cut_by_deadline || self.clock.past_deadline();
+        let cut = self.cut.units || self.clock.past_deadline();
         // No read ended since the last look: every set-aside task still
         // waits (5,000 tasks must not each look at all the others).
         if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
@@ -190,11 +190,7 @@ impl<'a> Tick<'a> {
         let mut k = 0;
         while k < aside.len() {
             let (at, i, pid) = aside[k];
-            if !all
-                && self.reads.awaits(pid)
-                && !self.cut_by_deadline
-                && !self.clock.past_deadline()
-            {
+            if !all && self.reads.awaits(pid) && !self.cut.units && !self.clock.past_deadline() {
                 k += 1;
                 continue;
             }
@@ -214,7 +210,7 @@ impl<'a> Tick<'a> {
         let mut pass = run.pass;
         pass.units = run.units.into_iter().flatten().collect();
         let cycles = match &run.graph {
-            Some(graph) if !self.cut_by_deadline => self.cycle_backstop(graph, &run.tasks)?,
+            Some(graph) if !self.cut.units => self.cycle_backstop(graph, &run.tasks)?,
             _ => Vec::new(),
         };
         Ok((pass, cycles))
@@ -241,14 +237,7 @@ impl<'a> Tick<'a> {
         graph: Option<&DepGraph>,
         at: usize,
     ) -> anyhow::Result<GateUnit> {
-        if !self.cut_by_deadline && self.clock.past_deadline() {
-            log::warn!(
-                "{}; the remaining tasks are deferred",
-                self.clock.cut_reason().cut_message()
-            );
-            self.cut_by_deadline = true;
-        }
-        if self.cut_by_deadline {
+        if self.cut_units("tasks") {
             let mut u = unit_for(task, Outcome::Deferred);
             u.reason = Some(self.clock.cut_reason());
             return Ok(u);
@@ -339,7 +328,7 @@ impl<'a> Tick<'a> {
             Verdict::Defer(reason) => {
                 // A project read the deadline stopped: the tick was cut.
                 if matches!(reason, Reason::Deadline | Reason::Signal) {
-                    self.read_cut = true;
+                    self.cut.reads = true;
                 }
                 let mut u = unit_for(task, Outcome::Deferred);
                 u.reason = Some(reason);

@@ -134,10 +134,7 @@ struct Tick<'a> {
     dedup: Dedup,
     /// The Plane reads: queued, running and what they brought back.
     reads: PlaneReads,
-    cut_by_deadline: bool,
-    /// A project's read was stopped by the deadline: its units are
-    /// deferred and the tick exits 75, while the other projects' units go on.
-    read_cut: bool,
+    cut: Cut,
     /// Issues moved to Blocked this tick: never PATCHed twice.
     patched: std::collections::HashSet<String>,
     /// The outbox rows queued this tick and the unit each announces, so
@@ -195,6 +192,17 @@ impl Peers {
     }
 }
 
+/// Where the deadline (or a stop signal) cut this tick short: either way
+/// it exits 75.
+#[derive(Default)]
+struct Cut {
+    /// No unit starts any more: the remaining ones are deferred.
+    units: bool,
+    /// A project's read was stopped: its units are deferred, while the
+    /// other projects' units go on.
+    reads: bool,
+}
+
 /// The tick's de-dup memory (docs/decisions.md, de-dup).
 #[derive(Default)]
 struct Dedup {
@@ -239,7 +247,7 @@ pub fn run_at(cfg: &Config, opts: &Options, now: OffsetDateTime) -> anyhow::Resu
         cycles,
         notifications: Notifications::default(),
         requests: Requests::default(),
-        cut_by_deadline: tick.cut_by_deadline || tick.read_cut,
+        cut_by_deadline: tick.cut.units || tick.cut.reads,
         delivery_ran: false,
         deduped_keys: std::mem::take(&mut tick.dedup.keys),
         snapshot: store::Snapshot {
@@ -301,8 +309,7 @@ impl<'a> Tick<'a> {
             actions: 0,
             dedup: Dedup::default(),
             reads: PlaneReads::new(cfg),
-            cut_by_deadline: false,
-            read_cut: false,
+            cut: Cut::default(),
             patched: std::collections::HashSet::new(),
             queued: Vec::new(),
             resolving: None,
@@ -400,6 +407,19 @@ impl Tick<'_> {
             Some(s) => s.cursor(pass)?,
             None => None,
         })
+    }
+
+    /// Whether the units left are deferred: once the time for actions is
+    /// over, for the rest of the tick (said once, naming what is deferred).
+    fn cut_units(&mut self, what: &str) -> bool {
+        if !self.cut.units && self.clock.past_deadline() {
+            log::warn!(
+                "{}; the remaining {what} are deferred",
+                self.clock.cut_reason().cut_message()
+            );
+            self.cut.units = true;
+        }
+        self.cut.units
     }
 
     /// Announce an unblock once per (key, stage, state)

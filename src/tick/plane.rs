@@ -110,7 +110,7 @@ impl<'a> Tick<'a> {
             self.plane_step(&mut run, false)?;
             run.entries.push(None);
             let pid = &run.projects[at].plane_project_id;
-            if !self.cut_by_deadline && self.reads.awaits(pid) {
+            if !self.cut.units && self.reads.awaits(pid) {
                 run.aside.push(at);
             } else {
                 let ctx = (run.cursor.as_deref(), &run.memos);
@@ -133,7 +133,7 @@ impl<'a> Tick<'a> {
             looked,
             ..
         } = run;
-        let cut = self.cut_by_deadline || self.clock.past_deadline();
+        let cut = self.cut.units || self.clock.past_deadline();
         // No read ended since the last look: every set-aside project
         // still waits.
         if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
@@ -146,7 +146,7 @@ impl<'a> Tick<'a> {
             let project = projects[aside[k]];
             if !all
                 && self.reads.awaits(&project.plane_project_id)
-                && !self.cut_by_deadline
+                && !self.cut.units
                 && !self.clock.past_deadline()
             {
                 k += 1;
@@ -191,13 +191,7 @@ impl<'a> Tick<'a> {
         project: &Project,
         (cursor, memos): (Option<&str>, &HashMap<String, NoopMemo>),
     ) -> anyhow::Result<Entry> {
-        if !self.cut_by_deadline && self.clock.past_deadline() {
-            log::warn!(
-                "{}; the remaining projects are deferred",
-                self.clock.cut_reason().cut_message()
-            );
-            self.cut_by_deadline = true;
-        }
+        let cut = self.cut_units("projects");
         let mut report = ProjectReport {
             plane_project_id: project.plane_project_id.clone(),
             repo: project.repo.clone(),
@@ -209,7 +203,7 @@ impl<'a> Tick<'a> {
             last_synced_at: None,
         };
         let mut units = Vec::new();
-        if self.cut_by_deadline {
+        if cut {
             report.deferred = Some(self.clock.cut_reason());
             return Ok(Entry {
                 report,
@@ -226,7 +220,7 @@ impl<'a> Tick<'a> {
             Err(b) => {
                 if let Some(reason) = b.cause.deferral() {
                     if b.cause == crate::core::gate::Unresolved::Deadline {
-                        self.read_cut = true;
+                        self.cut.reads = true;
                     }
                     report.deferred = Some(reason);
                 } else {
@@ -289,14 +283,7 @@ impl<'a> Tick<'a> {
             let Some(trigger) = wanted.trigger(&state) else {
                 continue;
             };
-            if !self.cut_by_deadline && self.clock.past_deadline() {
-                log::warn!(
-                    "{}; the remaining issues are deferred",
-                    self.clock.cut_reason().cut_message()
-                );
-                self.cut_by_deadline = true;
-            }
-            let unit = if self.cut_by_deadline {
+            let unit = if self.cut_units("issues") {
                 PlaneUnit::new(
                     &issue.id,
                     trigger,
