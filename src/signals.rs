@@ -1,7 +1,8 @@
 //! SIGTERM, SIGINT and SIGHUP during a tick (systemd's stop, Ctrl-C, a
 //! closed terminal): the first one asks the tick to stop, so no new action
 //! starts, the request in flight finishes (bounded by its timeout), what
-//! happened is recorded, queued messages stay queued, and the tick exits 75.
+//! happened is recorded, queued messages stay queued, and the tick exits 75;
+//! Plane reads still running and 429 waits are not waited for.
 //! A second one ends the process at once; the sidecar's transactions keep
 //! it consistent (docs/reliability.md, hostile conditions).
 //!
@@ -12,6 +13,7 @@
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -42,4 +44,21 @@ pub fn install() -> std::io::Result<()> {
 /// A stop was asked: start nothing new.
 pub fn stop_requested() -> bool {
     STOP.get().is_some_and(|f| f.load(Ordering::SeqCst))
+}
+
+/// Sleeps for `d`, or until a stop is asked (looked at every 50 ms): a
+/// wait Plane asked for must not hold a stopping process. False when
+/// the stop ended it.
+pub fn sleep_unless_stopped(d: Duration) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop_requested() {
+            return false;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }

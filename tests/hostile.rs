@@ -104,6 +104,21 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "huge_peer_strings_never_reach_the_sidecar_and_fail_only_their_unit",
     ),
     (
+        "SIGTERM while a Plane read hangs (a page answered only after Plane's timeout) or waits out a 429's Retry-After",
+        "the tick exits 75 at once, not when the read would end; the read is not stored, no action after the signal",
+        "background.rs: a_stop_signal_does_not_wait_for_a_plane_read_that_hangs",
+    ),
+    (
+        "SIGTERM while a Blocked PATCH waits out a 429's Retry-After",
+        "the wait ends at once: exit 75, the PATCH not retried, nothing else sent",
+        "background.rs: a_stop_signal_ends_a_429_wait_before_a_patch_at_once",
+    ),
+    (
+        "SIGTERM while the cycle backstop waits for its projects' reads",
+        "the backstop is deferred whole (no alert without its Blocked moves, no error): exit 75; the next tick runs it",
+        "background.rs: a_stop_signal_while_the_cycle_backstop_awaits_its_reads_defers_it_whole",
+    ),
+    (
         "SIGTERM while `--wait-lock 60` waits for another tick's lock",
         "the wait ends at once: exit 75 saying so, no request sent, the lock not taken",
         "a_signal_ends_the_wait_for_the_lock_at_once",
@@ -745,9 +760,10 @@ fn an_action_whose_intent_cannot_be_written_is_not_sent() {
 #[test]
 fn the_hostile_conditions_table_is_current() {
     for (_, _, test) in HOSTILE {
-        let (source, name) = match test.strip_prefix("kill.rs: ") {
-            Some(name) => (include_str!("kill.rs"), name),
-            None => (include_str!("hostile.rs"), *test),
+        let (source, name) = match test.split_once(": ") {
+            Some(("kill.rs", name)) => (include_str!("kill.rs"), name),
+            Some(("background.rs", name)) => (include_str!("background.rs"), name),
+            _ => (include_str!("hostile.rs"), *test),
         };
         assert!(
             source.contains(&format!("fn {name}()")),

@@ -52,7 +52,7 @@ pub enum PlaneFailure {
     /// Plane answered 429.
     RateLimited(PeerError),
     Failed(PeerError),
-    /// A listing reached the deadline between two pages.
+    /// Cut by the deadline or a stop signal: a deferral, not a failure.
     Deadline(String),
 }
 
@@ -399,7 +399,9 @@ impl Plane {
                     return Err(PlaneFailure::RateLimited(e));
                 }
                 log::warn!("{e}; waiting {} s as Plane asked", wait.as_secs());
-                std::thread::sleep(wait);
+                if !crate::signals::sleep_unless_stopped(wait) {
+                    return Err(PlaneFailure::Deadline(format!("{e}; stopped by a signal")));
+                }
                 self.call_once(method, url, body)
             }
             other => other,

@@ -34,6 +34,11 @@ impl<'a> Tick<'a> {
                 .collect();
             self.await_reads(&pids)?;
         }
+        // Cut before it could act: the next tick alerts and blocks in
+        // full, rather than this one alerting and leaving the moves.
+        if self.cut_units("cycle alerts and Blocked moves") {
+            return Ok(Vec::new());
+        }
         for cycle in graph.cycles() {
             let members: Vec<String> = cycle.members.iter().map(|id| graph.label(*id)).collect();
             let rendered = graph.render(cycle);
@@ -148,6 +153,10 @@ impl<'a> Tick<'a> {
             if self.patched.contains(issue_id) {
                 continue;
             }
+            // No PATCH starts after the deadline or a stop signal.
+            if self.cut_units("Blocked moves") {
+                return;
+            }
             let view = match self.reads.view(project) {
                 Ok(v) => v,
                 Err(b) => {
@@ -171,6 +180,11 @@ impl<'a> Tick<'a> {
                 Ok(()) => {
                     self.patched.insert(issue_id.to_string());
                     report.blocked.push(graph.label(*id));
+                }
+                // The tick was cut (the signal came during a 429's wait).
+                Err(PlaneFailure::Deadline(m)) => {
+                    log::warn!("gate: moving {} to Blocked deferred: {m}", graph.label(*id));
+                    self.cut.units = true;
                 }
                 // Out of budget: not a failure; the next tick moves it.
                 Err(PlaneFailure::Reserve | PlaneFailure::RateLimited(_)) => {

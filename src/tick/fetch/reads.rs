@@ -166,9 +166,12 @@ impl Tick<'_> {
     /// for reads, not reached) and every running one is waited for (the
     /// deadline clips it) and stored. The reads the passes needed are back
     /// already; what is left is mostly the refreshes of stale states.
+    /// After a stop signal no read is waited for: a hung peer would hold
+    /// the exit for its timeout, and a read only refreshes the mirror. Its
+    /// thread ends with the process; nothing of it is stored.
     pub(in crate::tick) fn finish_reads(&mut self) -> anyhow::Result<()> {
         self.pump_reads()?;
-        while !self.reads.jobs.in_flight.is_empty() {
+        while !self.reads.jobs.in_flight.is_empty() && !crate::signals::stop_requested() {
             match self.reads.jobs.rx.recv_timeout(self.wait_slice()) {
                 Ok(f) => self.arrived(f)?,
                 Err(RecvTimeoutError::Timeout) => {

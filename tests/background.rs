@@ -1,0 +1,249 @@
+//! Plane reads in the background, tried as an attacker and a broken
+//! network would (docs/architecture.md, "one tick"): a stop signal while a
+//! read hangs or waits out a 429, the action cap's turns across projects.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reconcile::sim::{SimProject, SimTask, sim_uuid};
+use support::*;
+
+/// Starts `reconcile --config <cfg> ARGS… -o json` in the background.
+fn spawn(stack: &Stack, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .env_clear()
+        .env("NO_PROXY", "127.0.0.1")
+        .arg("--config")
+        .arg(&stack.config)
+        .args(args)
+        .args(["-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// Polls `ready` until it holds (the child must not end first).
+fn when(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the tick ended ({status}) before {what}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM");
+}
+
+/// Waits for the child; its exit code, JSON report and stderr, and how long
+/// it took from `since`.
+fn finish(child: Child, since: Instant) -> (Option<i32>, serde_json::Value, String, Duration) {
+    let out = child.wait_with_output().unwrap();
+    let took = since.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    (out.status.code(), report, stderr, took)
+}
+
+fn outcome(report: &serde_json::Value, task: i64) -> String {
+    let u = report["gate"]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["task_id"] == task)
+        .unwrap_or_else(|| panic!("no unit for task {task}: {report}"))
+        .clone();
+    match u["reason"].as_str() {
+        Some(r) => format!("{}/{r}", u["outcome"].as_str().unwrap()),
+        None => u["outcome"].as_str().unwrap().to_string(),
+    }
+}
+
+fn mirrored(stack: &Stack, project: &str) -> i64 {
+    let db = rusqlite::Connection::open(stack.state_path()).unwrap();
+    db.query_row(
+        "SELECT count(*) FROM mirror_issue WHERE project_id = ?1",
+        [project],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn slow_id() -> String {
+    sim_uuid(&["project", "SLOW"])
+}
+
+/// Project ET with stuck task 1, then project SLOW (repo acme/slow) with
+/// stuck task 50, whose Plane reads `hold` (a fault on its listing, or a
+/// delay) for far longer than any promptness bound below; Plane's timeout
+/// is 20 s, so only the signal can end the wait early.
+fn held(hold: impl FnOnce(&mut SimProject) + 'static) -> Test {
+    let mut slow = SimProject::new(&slow_id(), "SLOW", "acme/slow");
+    let issue = slow.add_issue(50, "In Progress", 2 * HOUR);
+    hold(&mut slow);
+    Test::new()
+        .stuck(1, "testing", "In Progress")
+        .task(
+            SimTask::new(50, "testing")
+                .repo("acme/slow")
+                .green()
+                .issue(&issue),
+        )
+        .scenario(move |s| s.projects.push(slow))
+        .set("plane", "timeout_s", "20")
+}
+
+/// SIGTERM once task 1 was advanced and SLOW's listing is held: the tick
+/// ends at once (not when the read would), exit 75, task 50 deferred, no
+/// other action, SLOW's mirror as it was (`slow_before` issues).
+fn stop_while_held(stack: &Stack, slow_before: i64) {
+    let slow = slow_id();
+    let mut child = spawn(stack, &["gate"]);
+    when(&mut child, "task 1 advanced and SLOW listed", || {
+        stack.count(Route::OrchAdvance) == 1
+            && !stack
+                .sim
+                .requests_where(|r| r.route == Some(Route::PlaneItems) && r.path.contains(&slow))
+                .is_empty()
+    });
+    // The listing is answered (or the 429 waited out) only in 20 s.
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    sigterm(&child);
+    let (code, report, stderr, took) = finish(child, signalled);
+    assert_eq!(code, Some(75), "{report}\n{stderr}");
+    assert!(
+        took < Duration::from_secs(3),
+        "the tick waited {took:?} for a read after the signal"
+    );
+    assert_eq!(outcome(&report, 1), "advanced", "{report}");
+    assert_eq!(outcome(&report, 50), "deferred/signal", "{report}");
+    assert_eq!(
+        stack.count(Route::OrchAdvance),
+        1,
+        "no action after the signal"
+    );
+    assert_eq!(stack.stage(50), "testing");
+    assert_eq!(
+        mirrored(stack, &slow),
+        slow_before,
+        "SLOW's read not stored"
+    );
+    assert!(mirrored(stack, &pid()) > 0, "ET's read was stored");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_stop_signal_does_not_wait_for_a_plane_read_that_hangs() {
+    let stack = held(|p| p.page_delay_ms = 30_000).start();
+    stop_while_held(&stack, 0);
+}
+
+#[test]
+fn a_stop_signal_does_not_wait_for_a_read_waiting_out_a_429() {
+    let stack = held(|_| {}).start();
+    // A first tick caches both projects' states and mirrors (nothing to
+    // do in the Plane pass): the gate tick then lists each once, ET first
+    // and alone until Plane answers, so the 429 queued second is SLOW's.
+    stack.tick(&["plane"]).code(0);
+    assert_eq!(mirrored(&stack, &slow_id()), 1);
+    stack.sim.update(|w| {
+        w.scenario
+            .push_fault(Route::PlaneItems, Fault::Latency { ms: 0 });
+        // Within the deadline: the read sleeps the 20 s Plane asks for.
+        w.scenario
+            .push_fault(Route::PlaneItems, Fault::status_retry(429, 20));
+    });
+    stop_while_held(&stack, 1);
+}
+
+#[test]
+fn a_stop_signal_while_the_cycle_backstop_awaits_its_reads_defers_it_whole() {
+    // Tasks 1 and 2 of project SLOW wait on each other (a cycle: the
+    // backstop would alert it and move both issues to Blocked); both are
+    // busy, so their units are decided at once, and the gate pass then
+    // waits only for SLOW's read, which the backstop needs.
+    let mut slow = SimProject::new(&slow_id(), "SLOW", "acme/slow");
+    let mut test = Test::new().set("plane", "timeout_s", "20");
+    for (id, dep) in [(1, 2), (2, 1)] {
+        let issue = slow.add_issue(id, "In Progress", 2 * HOUR);
+        let task = SimTask::new(id, "testing")
+            .repo("acme/slow")
+            .green()
+            .active()
+            .depends(&[dep])
+            .issue(&issue);
+        test = test.task(task);
+    }
+    slow.page_delay_ms = 30_000;
+    let stack = test.scenario(move |s| s.projects.push(slow)).start();
+    let mut child = spawn(&stack, &["gate"]);
+    when(&mut child, "SLOW listed", || {
+        stack.count(Route::PlaneItems) == 1
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    sigterm(&child);
+    let (code, report, stderr, took) = finish(child, signalled);
+    assert_eq!(code, Some(75), "{report}\n{stderr}");
+    assert!(
+        took < Duration::from_secs(3),
+        "waited {took:?} after the signal"
+    );
+    assert_eq!(outcome(&report, 1), "skipped/in_flight", "{report}");
+    // Not half done: no alert without its Blocked moves, no error for a
+    // read the signal cut.
+    assert_eq!(report["cycles"], serde_json::json!([]), "{report}");
+    assert_eq!(report["counters"]["errors_total"], 0, "{report}");
+    assert_eq!(stack.count(Route::PlanePatch), 0);
+    // Nothing is lost: the next tick runs the backstop in full.
+    stack.sim.update(|w| w.projects[1].page_delay_ms = 0);
+    let run = stack.tick(&["gate"]);
+    run.code(0);
+    assert_eq!(run.json()["cycles"][0]["outcome"], "alerted", "{run}");
+    assert_eq!(stack.count(Route::PlanePatch), 2, "{run}");
+}
+
+#[test]
+fn a_stop_signal_ends_a_429_wait_before_a_patch_at_once() {
+    // The backstop's PATCH runs on the tick's own thread: Plane asks it to
+    // wait 20 s, and a signal must end that wait, with nothing sent after.
+    let stuck_on =
+        |id: i64, deps: &[i64]| SimTask::new(id, "testing").repo(REPO).green().depends(deps);
+    let stack = Test::new()
+        .task_in(stuck_on(1, &[2]), "In Progress")
+        .task_in(stuck_on(2, &[1]), "In Progress")
+        .fault(Route::PlanePatch, Fault::status_retry(429, 20))
+        .start();
+    let mut child = spawn(&stack, &["gate"]);
+    when(&mut child, "the first PATCH answered 429", || {
+        stack.count(Route::PlanePatch) == 1
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    sigterm(&child);
+    let (code, report, stderr, took) = finish(child, signalled);
+    assert_eq!(code, Some(75), "{report}\n{stderr}");
+    assert!(
+        took < Duration::from_secs(3),
+        "waited {took:?} after the signal"
+    );
+    assert_eq!(
+        stack.count(Route::PlanePatch),
+        1,
+        "nothing sent after the signal"
+    );
+}
