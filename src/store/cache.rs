@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::errors::Result;
-use super::{Sidecar, SidecarReader, format_ts};
+use super::{Sidecar, SidecarReader, format_ts, select};
 use crate::core::plane::NoopMemo;
 use crate::core::states::PlaneState;
 
@@ -88,24 +88,22 @@ impl SidecarReader {
     /// issues: what the fair budget orders and estimates by.
     pub fn mirror_syncs(&self) -> Result<HashMap<String, MirrorSync>> {
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT s.project_id, s.last_full_at, s.last_started_at,
-                        (SELECT count(*) FROM mirror_issue i WHERE i.project_id = s.project_id)
-                 FROM mirror_sync s",
-            )
-            .map_err(self.err("reading the issue mirror"))?;
-        let rows = stmt
-            .query_map([], |r| {
+        let rows: Vec<_> = select(
+            &conn,
+            "SELECT s.project_id, s.last_full_at, s.last_started_at,
+                    (SELECT count(*) FROM mirror_issue i WHERE i.project_id = s.project_id)
+             FROM mirror_sync s",
+            [],
+            |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                 ))
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(self.err("reading the issue mirror"))?;
+            },
+        )
+        .map_err(self.err("reading the issue mirror"))?;
         Ok(rows
             .into_iter()
             .map(|(pid, full, started, n)| {
@@ -132,13 +130,11 @@ impl SidecarReader {
         let Some((full, started)) = sync else {
             return Ok(None);
         };
-        let mut stmt = conn
-            .prepare(
-                "SELECT issue_id, state, updated_at, sequence_id FROM mirror_issue WHERE project_id = ?1",
-            )
-            .map_err(self.err("reading the issue mirror"))?;
-        let issues = stmt
-            .query_map([project_id], |r| {
+        let issues = select(
+            &conn,
+            "SELECT issue_id, state, updated_at, sequence_id FROM mirror_issue WHERE project_id = ?1",
+            [project_id],
+            |r| {
                 Ok(MirrorIssue {
                     id: r.get(0)?,
                     state: r.get(1)?,
@@ -146,9 +142,9 @@ impl SidecarReader {
                     sequence_id: r.get(3)?,
                     raw: None,
                 })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(self.err("reading the issue mirror"))?;
+            },
+        )
+        .map_err(self.err("reading the issue mirror"))?;
         Ok(Some(Mirror {
             last_full_at: ts(&full),
             last_started_at: ts(&started),
@@ -268,24 +264,23 @@ impl SidecarReader {
     /// Every remembered no-op replay, by issue id.
     pub fn noop_memos(&self) -> Result<HashMap<String, NoopMemo>> {
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT issue_id, issue_updated_at, issue_state, task_stage, task_updated_at
-                 FROM noop_memo",
-            )
-            .map_err(self.err("reading the no-op memo"))?;
-        stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                NoopMemo {
-                    issue_updated_at: r.get(1)?,
-                    issue_state: r.get(2)?,
-                    task_stage: r.get(3)?,
-                    task_updated_at: r.get(4)?,
-                },
-            ))
-        })
-        .and_then(|rows| rows.collect())
+        select(
+            &conn,
+            "SELECT issue_id, issue_updated_at, issue_state, task_stage, task_updated_at
+             FROM noop_memo",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    NoopMemo {
+                        issue_updated_at: r.get(1)?,
+                        issue_state: r.get(2)?,
+                        task_stage: r.get(3)?,
+                        task_updated_at: r.get(4)?,
+                    },
+                ))
+            },
+        )
         .map_err(self.err("reading the no-op memo"))
     }
 }

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::errors::Result;
 use super::outbox::{MessageKind, insert_message};
-use super::{Sidecar, SidecarReader, format_ts};
+use super::{Sidecar, SidecarReader, format_ts, select};
 
 /// A dependency cycle already alerted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,16 +19,17 @@ impl SidecarReader {
     /// The cycles alerted so far, by key.
     pub fn known_cycles(&self) -> Result<Vec<KnownCycle>> {
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT key, alerted_at FROM cycles ORDER BY key")
-            .map_err(self.err("reading the known cycles"))?;
-        stmt.query_map([], |r| {
-            Ok(KnownCycle {
-                key: r.get(0)?,
-                alerted_at: r.get(1)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
+        select(
+            &conn,
+            "SELECT key, alerted_at FROM cycles ORDER BY key",
+            [],
+            |r| {
+                Ok(KnownCycle {
+                    key: r.get(0)?,
+                    alerted_at: r.get(1)?,
+                })
+            },
+        )
         .map_err(self.err("reading the known cycles"))
     }
 }

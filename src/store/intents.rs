@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::dedup::{Pass, RecordedUnblock, Unblock, write_unblock};
 use super::errors::Result;
-use super::{Sidecar, SidecarReader, format_ts};
+use super::{Sidecar, SidecarReader, format_ts, select};
 
 /// An action sent or about to be sent, whose outcome is not recorded yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,15 +104,13 @@ impl SidecarReader {
     /// Every unresolved intent, oldest first.
     pub fn intents(&self) -> Result<Vec<Intent>> {
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT unit, stage_before, at, pass, key, task_id, issue_id, work_item_id,
-                        stage, state_uuid
-                 FROM intent ORDER BY at, unit",
-            )
-            .map_err(self.err("reading the intents"))?;
-        let rows = stmt
-            .query_map([], |r| {
+        select(
+            &conn,
+            "SELECT unit, stage_before, at, pass, key, task_id, issue_id, work_item_id,
+                    stage, state_uuid
+             FROM intent ORDER BY at, unit",
+            [],
+            |r| {
                 let pass: String = r.get(3)?;
                 Ok(Intent {
                     unit: r.get(0)?,
@@ -130,10 +128,9 @@ impl SidecarReader {
                     stage: r.get(8)?,
                     state_uuid: r.get(9)?,
                 })
-            })
-            .map_err(self.err("reading the intents"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err("reading the intents"))
+            },
+        )
+        .map_err(self.err("reading the intents"))
     }
 }
 

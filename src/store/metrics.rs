@@ -78,17 +78,20 @@ pub(super) fn read(conn: &Connection) -> rusqlite::Result<BTreeMap<SeriesKey, i6
     if !has_table(conn, "metric_series")? {
         return Ok(BTreeMap::new());
     }
-    let mut stmt = conn.prepare("SELECT family, labels, value FROM metric_series")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
+    let rows: Vec<_> = super::select(
+        conn,
+        "SELECT family, labels, value FROM metric_series",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
     let mut out = BTreeMap::new();
-    for row in rows {
-        let (family, labels, value) = row?;
+    for (family, labels, value) in rows {
         let Ok(labels) = serde_json::from_str::<BTreeMap<String, String>>(&labels) else {
             log::warn!("sidecar: metric series {family} has unreadable labels; left out");
             continue;

@@ -371,3 +371,17 @@ impl SidecarReader {
         move |e| SidecarError::sqlite(&self.path, &what, e)
     }
 }
+
+/// Every row `sql` selects with `args`, each made a value by `row` and
+/// gathered into `C`: the prepare, query and collect each of the sidecar's
+/// list reads shares, so that a read says only its query and its row.
+fn select<C: FromIterator<T>, T>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<C> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(args, row)?;
+    rows.collect()
+}

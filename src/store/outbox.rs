@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::errors::Result;
 use super::ticks::{C_DROPPED, add_counter};
-use super::{Sidecar, SidecarReader, format_ts};
+use super::{Sidecar, SidecarReader, format_ts, select};
 
 /// Failed delivery attempts after which a queued message is dropped.
 pub const MAX_ATTEMPTS: i64 = 20;
@@ -153,11 +153,8 @@ impl SidecarReader {
     }
 
     fn query_outbox(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<OutboxMessage>> {
-        let err = self.err("reading the outbox");
         let conn = self.conn()?;
-        let mut stmt = conn.prepare(sql).map_err(&err)?;
-        let rows = stmt.query_map(args, outbox_row).map_err(&err)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+        select(&conn, sql, args, outbox_row).map_err(self.err("reading the outbox"))
     }
 
     /// Queued messages (`notifications_pending`).

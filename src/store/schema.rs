@@ -225,11 +225,12 @@ pub(super) fn check_ownership(conn: &Connection, path: &Path, version: i64) -> R
 
 /// The user tables of a database (SQLite's own `sqlite_*` left out).
 fn table_names(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
-    let mut stmt = conn.prepare(
+    super::select(
+        conn,
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-    )?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    rows.collect()
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// The tables a sidecar at `version` has: its migrations, run on an empty

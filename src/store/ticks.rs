@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::errors::Result;
 use super::metrics::{self, SeriesKey};
-use super::{Sidecar, SidecarReader, format_ts};
+use super::{Sidecar, SidecarReader, format_ts, select};
 
 /// How long ticks, history, idle de-dup keys and finished outbox rows are
 /// kept.
@@ -244,45 +244,37 @@ impl SidecarReader {
         let err = self.err("reading the counters");
         let conn = self.conn()?;
         let mut snap = Snapshot::default();
-        {
-            let mut stmt = conn
-                .prepare("SELECT name, value FROM counters")
-                .map_err(&err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(&err)?;
-            for row in rows {
-                let (name, value) = row.map_err(&err)?;
-                match name.as_str() {
-                    C_UNBLOCKED => snap.unblocked_total = value,
-                    C_DEDUPED => snap.deduped_total = value,
-                    C_SKIPPED_TERMINAL => snap.skipped_terminal_total = value,
-                    C_TICKS => snap.ticks_total = value,
-                    C_ERRORS => snap.errors_total = value,
-                    C_DROPPED => snap.notifications_dropped_total = value,
-                    other => {
-                        if let Some(reason) = other.strip_prefix(C_SKIP_PREFIX) {
-                            snap.skips.insert(reason.to_string(), value);
-                        }
+        let counters: Vec<_> = select(&conn, "SELECT name, value FROM counters", [], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(&err)?;
+        for (name, value) in counters {
+            match name.as_str() {
+                C_UNBLOCKED => snap.unblocked_total = value,
+                C_DEDUPED => snap.deduped_total = value,
+                C_SKIPPED_TERMINAL => snap.skipped_terminal_total = value,
+                C_TICKS => snap.ticks_total = value,
+                C_ERRORS => snap.errors_total = value,
+                C_DROPPED => snap.notifications_dropped_total = value,
+                other => {
+                    if let Some(reason) = other.strip_prefix(C_SKIP_PREFIX) {
+                        snap.skips.insert(reason.to_string(), value);
                     }
                 }
             }
         }
-        {
-            let mut stmt = conn.prepare("SELECT key, value FROM kv").map_err(&err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(&err)?;
-            for row in rows {
-                let (key, value) = row.map_err(&err)?;
-                match key.as_str() {
-                    K_LAST_RUN => snap.last_run_ts = Some(value),
-                    K_LAST_SUCCESS => snap.last_success_ts = Some(value),
-                    K_LAST_UNBLOCKED => snap.last_unblocked = Some(value),
-                    K_PLANE_UNREAD => snap.plane_projects_unread = value.parse().unwrap_or(0),
-                    K_PLANE_OLDEST_SYNC => snap.plane_oldest_sync_at = Some(value),
-                    _ => {}
-                }
+        let kv: Vec<_> = select(&conn, "SELECT key, value FROM kv", [], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(&err)?;
+        for (key, value) in kv {
+            match key.as_str() {
+                K_LAST_RUN => snap.last_run_ts = Some(value),
+                K_LAST_SUCCESS => snap.last_success_ts = Some(value),
+                K_LAST_UNBLOCKED => snap.last_unblocked = Some(value),
+                K_PLANE_UNREAD => snap.plane_projects_unread = value.parse().unwrap_or(0),
+                K_PLANE_OLDEST_SYNC => snap.plane_oldest_sync_at = Some(value),
+                _ => {}
             }
         }
         snap.notifications_pending = conn
@@ -307,17 +299,15 @@ impl SidecarReader {
         let since = since.map(format_ts).unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT h.id, h.at, h.pass, h.key, h.task_id, h.issue_id, h.work_item_id,
-                        h.stage, h.state_uuid, h.text, h.outbox_id,
-                        COALESCE(o.status, 'off')
-                 FROM history h LEFT JOIN outbox o ON o.id = h.outbox_id
-                 WHERE h.at >= ?1 ORDER BY h.id DESC LIMIT ?2",
-            )
-            .map_err(&err)?;
-        let unblocks = stmt
-            .query_map(params![since, limit], |r| {
+        let unblocks = select(
+            &conn,
+            "SELECT h.id, h.at, h.pass, h.key, h.task_id, h.issue_id, h.work_item_id,
+                    h.stage, h.state_uuid, h.text, h.outbox_id,
+                    COALESCE(o.status, 'off')
+             FROM history h LEFT JOIN outbox o ON o.id = h.outbox_id
+             WHERE h.at >= ?1 ORDER BY h.id DESC LIMIT ?2",
+            params![since, limit],
+            |r| {
                 Ok(HistoryRow {
                     id: r.get(0)?,
                     at: r.get(1)?,
@@ -332,18 +322,15 @@ impl SidecarReader {
                     outbox_id: r.get(10)?,
                     notification: r.get(11)?,
                 })
-            })
-            .map_err(&err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(&err)?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, started_at, finished_at, command, duration_ms, counts, exit_code
-                 FROM ticks WHERE started_at >= ?1 ORDER BY id DESC LIMIT ?2",
-            )
-            .map_err(&err)?;
-        let ticks = stmt
-            .query_map(params![since, limit], |r| {
+            },
+        )
+        .map_err(&err)?;
+        let ticks = select(
+            &conn,
+            "SELECT id, started_at, finished_at, command, duration_ms, counts, exit_code
+             FROM ticks WHERE started_at >= ?1 ORDER BY id DESC LIMIT ?2",
+            params![since, limit],
+            |r| {
                 let counts: String = r.get(5)?;
                 Ok(TickRow {
                     id: r.get(0)?,
@@ -354,10 +341,9 @@ impl SidecarReader {
                     counts: serde_json::from_str(&counts).unwrap_or(serde_json::Value::Null),
                     exit_code: r.get(6)?,
                 })
-            })
-            .map_err(&err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(&err)?;
+            },
+        )
+        .map_err(&err)?;
         Ok((unblocks, ticks))
     }
 }
