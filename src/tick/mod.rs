@@ -123,28 +123,34 @@ impl Blind {
     }
 }
 
+/// One tick's working state. What it runs with (configuration, options,
+/// clock, sidecar, peers), what it learns (the Plane reads, the listed
+/// tasks), and what it has done so far, which later units depend on (the
+/// action cap, the de-dup memory, the open intent, the queued messages,
+/// the PATCHes, the deadline's cuts). The passes decide through `core`;
+/// the outcome is built from their results (docs/architecture.md).
 struct Tick<'a> {
     cfg: &'a Config,
     opts: &'a Options,
     clock: Clock,
     store: Store,
     peers: Peers,
-    /// Advances (and would-advances) so far, for the action cap.
-    actions: u64,
-    dedup: Dedup,
     /// The Plane reads: queued, running and what they brought back.
     reads: PlaneReads,
-    cut: Cut,
-    /// Issues moved to Blocked this tick: never PATCHed twice.
-    patched: std::collections::HashSet<String>,
-    /// The outbox rows queued this tick and the unit each announces, so
-    /// that delivery results reach the units they belong to.
-    queued: Vec<(i64, Slot)>,
-    /// The intent the next recorded unblock resolves (docs/reliability.md).
-    resolving: Option<String>,
     /// The task list by Plane issue, for the no-op memo (docs/plane.md):
     /// the gate pass's in `all`.
     listed: Option<ListedTasks>,
+    /// Advances (and would-advances) so far, for the action cap.
+    actions: u64,
+    dedup: Dedup,
+    /// The intent the next recorded unblock resolves (docs/reliability.md).
+    resolving: Option<String>,
+    /// The outbox rows queued this tick and the unit each announces, so
+    /// that delivery results reach the units they belong to.
+    queued: Vec<(i64, Slot)>,
+    /// Issues moved to Blocked this tick: never PATCHed twice.
+    patched: std::collections::HashSet<String>,
+    cut: Cut,
 }
 
 /// The peers this tick talks to, each through a client that counts its
@@ -192,8 +198,8 @@ impl Peers {
     }
 }
 
-/// Where the deadline (or a stop signal) cut this tick short: either way
-/// it exits 75.
+/// Where the deadline (or a stop signal) cut this tick short: either is
+/// the outcome's `cut_by_deadline` (exit 75, `TickOutcome::exit_code`).
 #[derive(Default)]
 struct Cut {
     /// No unit starts any more: the remaining ones are deferred.
@@ -306,14 +312,14 @@ impl<'a> Tick<'a> {
             peers: Peers::new(cfg, clock.deadline, clock.act_until),
             clock,
             store,
+            reads: PlaneReads::new(cfg),
+            listed: None,
             actions: 0,
             dedup: Dedup::default(),
-            reads: PlaneReads::new(cfg),
-            cut: Cut::default(),
-            patched: std::collections::HashSet::new(),
-            queued: Vec::new(),
             resolving: None,
-            listed: None,
+            queued: Vec::new(),
+            patched: std::collections::HashSet::new(),
+            cut: Cut::default(),
         }
     }
 
