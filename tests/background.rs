@@ -247,3 +247,117 @@ fn a_stop_signal_ends_a_429_wait_before_a_patch_at_once() {
         "nothing sent after the signal"
     );
 }
+
+/// Projects ET, P2 and P3 (no To Analyse: In Progress starts or resumes),
+/// each with issue N in In Progress and its idle task N in development: a
+/// resume each, whose replay changes nothing.
+fn three_projects_one_resume_each() -> Test {
+    let mut test = Test::new()
+        .set("reconcile", "max_actions", "1")
+        .scenario(|s| s.projects[0].states.retain(|st| st.name != "To Analyse"))
+        .issue_with_task(1, "In Progress", "development");
+    for n in [2, 3] {
+        let name = format!("P{n}");
+        let repo = format!("acme/p{n}");
+        let mut p = SimProject::new(&sim_uuid(&["project", &name]), &name, &repo);
+        p.states.retain(|st| st.name != "To Analyse");
+        let issue = p.add_issue(n, "In Progress", 2 * HOUR);
+        test = test
+            .task(SimTask::new(n, "development").repo(&repo).issue(&issue))
+            .scenario(move |s| s.projects.push(p));
+    }
+    test
+}
+
+/// Runs `ticks` Plane ticks; after each, the tasks change (their no-op
+/// memos no longer hold: every issue is to be replayed again). Returns the
+/// task replayed in each tick; every other is deferred by the cap.
+fn served(stack: &Stack, ticks: usize) -> Vec<i64> {
+    let mut served = Vec::new();
+    for _ in 0..ticks {
+        let run = stack.tick(&["plane"]);
+        run.code(0);
+        let mut replayed = Vec::new();
+        for u in run.plane_units() {
+            let task = u["task_id"].as_i64().unwrap();
+            match (u["outcome"].as_str().unwrap(), u["reason"].as_str()) {
+                ("resume_noop", None) => replayed.push(task),
+                ("deferred", Some("action_cap")) => {}
+                other => panic!("tick {}: task {task}: {other:?}\n{run}", served.len()),
+            }
+        }
+        assert_eq!(replayed.len(), 1, "{run}");
+        served.push(replayed[0]);
+        stack.sim.update(|w| {
+            // A minute later on the simulator's clock: a new updated_at.
+            w.advance_clock(60);
+            (1..=3).for_each(|id| w.touch_task(id));
+        });
+    }
+    served
+}
+
+#[test]
+fn the_action_cap_serves_the_projects_in_turn() {
+    // One read at a time, in the fair order (ET first: all synced alike):
+    // ET's view is always back first, yet each tick starts where the cap
+    // stopped the last one.
+    let stack = three_projects_one_resume_each()
+        .set("plane", "concurrency", "1")
+        .start();
+    assert_eq!(served(&stack, 4), [1, 2, 3, 1]);
+}
+
+#[test]
+fn the_action_cap_serves_a_slow_project_in_its_turn() {
+    // ET answers each page 300 ms late: the others' reads are back first.
+    let stack = three_projects_one_resume_each()
+        .scenario(|s| s.projects[0].page_delay_ms = 300)
+        .start();
+    let served = served(&stack, 4);
+    // The first tick has no cursor: whichever project is back first acts.
+    assert!(served[0] != 1, "{served:?}");
+    // Then ET's turn (the cap's cursor) waits for ET, and the others follow.
+    assert_eq!(served[1..], [1, 2, 3], "{served:?}");
+}
+
+#[test]
+fn the_gate_pass_serves_the_projects_in_turn_under_the_action_cap() {
+    // Stuck tasks 1, 2, 3 in projects ET, P2, P3; ET read first, alone.
+    let mut test = Test::new()
+        .set("reconcile", "max_actions", "1")
+        .set("plane", "concurrency", "1")
+        .stuck(1, "testing", "In Progress");
+    for n in [2, 3] {
+        let name = format!("P{n}");
+        let repo = format!("acme/p{n}");
+        let mut p = SimProject::new(&sim_uuid(&["project", &name]), &name, &repo);
+        let issue = p.add_issue(n, "In Progress", 2 * HOUR);
+        test = test
+            .task(SimTask::new(n, "testing").repo(&repo).green().issue(&issue))
+            .scenario(move |s| s.projects.push(p));
+    }
+    let stack = test.start();
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let run = stack.tick(&["gate"]);
+        run.code(0);
+        let advanced: Vec<i64> = (1..=3)
+            .filter(|t| run.gate_outcome(*t) == "advanced")
+            .collect();
+        assert_eq!(advanced.len(), 1, "{run}");
+        let capped = (1..=3)
+            .filter(|t| run.gate_outcome(*t) == "deferred/action_cap")
+            .count();
+        assert_eq!(capped, 2, "{run}");
+        served.push(advanced[0]);
+        // Stuck again, as before: the next tick has the same three to do.
+        stack.sim.update(|w| {
+            let t = w.task_mut(advanced[0]).unwrap();
+            t.stage = "testing".into();
+            t.gate_passed = true;
+            t.updated_ago_s = 2 * HOUR;
+        });
+    }
+    assert_eq!(served, [1, 2, 3, 1]);
+}

@@ -29,6 +29,9 @@ pub(super) struct GateRun<'a> {
     looked: u64,
     /// The projects the cycle backstop needs read.
     members: Vec<&'a str>,
+    /// The task the cursor names (report position 0) waits aside, with
+    /// an action held for it (`Tick::held`).
+    holding: bool,
 }
 
 impl GateRun<'_> {
@@ -42,6 +45,7 @@ impl GateRun<'_> {
             logged: HashSet::new(),
             looked: 0,
             members: Vec::new(),
+            holding: false,
         }
     }
 }
@@ -90,12 +94,14 @@ impl<'a> Tick<'a> {
         self.recheck_gate_intents(&tasks)?;
         self.start_reads_for_gate(&tasks)?;
         // Start where the action cap stopped the last tick.
+        let mut from_cursor = false;
         if let Some(cursor) = self.cursor("gate")?
             && let Some(at) = order
                 .iter()
                 .position(|o| o.as_ref().is_ok_and(|i| tasks[*i].id.to_string() == cursor))
         {
             order.rotate_left(at);
+            from_cursor = true;
         }
         let graph = if self.cfg.reconcile.task_deps_enabled {
             let graph = DepGraph::build(&tasks);
@@ -124,6 +130,7 @@ impl<'a> Tick<'a> {
             logged: HashSet::new(),
             looked: 0,
             members,
+            holding: false,
         };
         for item in order {
             self.pump_reads()?;
@@ -134,6 +141,10 @@ impl<'a> Tick<'a> {
                 Ok(i) => match self.awaited_project(&run.tasks[i]) {
                     Some(pid) if !self.cut.units => {
                         run.aside.push((at, i, pid));
+                        if at == 0 && from_cursor {
+                            self.held += 1;
+                            run.holding = true;
+                        }
                         continue;
                     }
                     _ => self.gate_unit(&run.tasks[i], run.graph.as_ref(), at)?,
@@ -177,6 +188,7 @@ impl<'a> Tick<'a> {
             aside,
             logged,
             looked,
+            holding,
             ..
         } = run;
         let cut = self.cut.units || self.clock.past_deadline();
@@ -195,6 +207,9 @@ impl<'a> Tick<'a> {
                 continue;
             }
             aside.remove(k);
+            if at == 0 && std::mem::take(holding) {
+                self.held -= 1;
+            }
             let unit = self.gate_unit(&tasks[i], graph.as_ref(), at)?;
             units[at] = Some(log_unit(unit, logged));
         }
@@ -296,7 +311,7 @@ impl<'a> Tick<'a> {
             cfg,
             project_enabled,
             self.clock.now,
-            self.actions,
+            self.actions + self.held,
             deps,
             || {
                 let (view, message, shared) = self.resolve_plane(task);

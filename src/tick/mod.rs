@@ -142,6 +142,10 @@ struct Tick<'a> {
     listed: Option<ListedTasks>,
     /// Advances (and would-advances) so far, for the action cap.
     actions: u64,
+    /// Actions held for where the action cap stopped the last tick (a
+    /// pass's cursor) while its project is still being read: a unit whose
+    /// project came back first must not take that turn, tick after tick.
+    held: u64,
     dedup: Dedup,
     /// The intent the next recorded unblock resolves (docs/reliability.md).
     resolving: Option<String>,
@@ -315,6 +319,7 @@ impl<'a> Tick<'a> {
             reads: PlaneReads::new(cfg),
             listed: None,
             actions: 0,
+            held: 0,
             dedup: Dedup::default(),
             resolving: None,
             queued: Vec::new(),

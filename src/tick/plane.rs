@@ -39,6 +39,9 @@ pub(super) struct PlaneRun<'a> {
     memos: HashMap<String, NoopMemo>,
     /// `Reads::ended` when the set-aside projects were last looked at.
     looked: u64,
+    /// The cursor's project (position 0) waits aside, with an action held
+    /// for it (`Tick::held`).
+    holding: bool,
 }
 
 impl PlaneRun<'_> {
@@ -63,6 +66,7 @@ impl<'a> Tick<'a> {
             cursor: None,
             memos: HashMap::new(),
             looked: 0,
+            holding: false,
         };
         if !self.cfg.reconcile.enabled || !self.cfg.reconcile.plane_enabled {
             run.pass.ran = false;
@@ -96,10 +100,12 @@ impl<'a> Tick<'a> {
             (Some(c), Some(s)) => s.mirror_project_of(c)?,
             _ => None,
         };
+        let mut from_cursor = false;
         if let Some(pid) = cursor_project
             && let Some(at) = projects.iter().position(|p| p.plane_project_id == pid)
         {
             projects.rotate_left(at);
+            from_cursor = true;
         }
         run.projects = projects;
         // Each project is handled once its reads are back; one still being
@@ -112,6 +118,10 @@ impl<'a> Tick<'a> {
             let pid = &run.projects[at].plane_project_id;
             if !self.cut.units && self.reads.awaits(pid) {
                 run.aside.push(at);
+                if at == 0 && from_cursor {
+                    self.held += 1;
+                    run.holding = true;
+                }
             } else {
                 let ctx = (run.cursor.as_deref(), &run.memos);
                 run.entries[at] = Some(self.plane_entry(run.projects[at], ctx)?);
@@ -131,6 +141,7 @@ impl<'a> Tick<'a> {
             cursor,
             memos,
             looked,
+            holding,
             ..
         } = run;
         let cut = self.cut.units || self.clock.past_deadline();
@@ -153,6 +164,9 @@ impl<'a> Tick<'a> {
                 continue;
             }
             let at = aside.remove(k);
+            if at == 0 && std::mem::take(holding) {
+                self.held -= 1;
+            }
             entries[at] = Some(self.plane_entry(project, (cursor.as_deref(), memos))?);
         }
         Ok(aside.len() < before)
@@ -365,8 +379,13 @@ impl<'a> Tick<'a> {
         let seen = NoopMemo::of(issue.updated_at.as_deref(), state, task.as_ref());
         // Held by the list: a task it leaves out (a done one) is None here.
         let remembered = held || memo.is_some_and(|m| m.matches(&seen));
-        let action = match plane_pass::decide(trigger, task.as_ref(), cfg, self.actions, remembered)
-        {
+        let action = match plane_pass::decide(
+            trigger,
+            task.as_ref(),
+            cfg,
+            self.actions + self.held,
+            remembered,
+        ) {
             Decision::Skip(r) => {
                 unit.reason = Some(r);
                 return Ok((unit, None));
