@@ -1,6 +1,7 @@
 //! Plane reads in the background, tried as an attacker and a broken
 //! network would (docs/architecture.md, "one tick"): a stop signal while a
-//! read hangs or waits out a 429, the action cap's turns across projects.
+//! read hangs or waits out a 429, the action cap's turns across projects,
+//! a sidecar that fails while reads are in flight, a dry run.
 
 mod support;
 
@@ -360,4 +361,61 @@ fn the_gate_pass_serves_the_projects_in_turn_under_the_action_cap() {
         });
     }
     assert_eq!(served, [1, 2, 3, 1]);
+}
+
+#[test]
+fn a_sidecar_refusing_a_read_while_others_are_in_flight_exits_74_at_once() {
+    let stack = held(|p| p.page_delay_ms = 20_000).start();
+    let path = stack.state_path();
+    reconcile::harness::Sidecar::open(&path)
+        .unwrap()
+        .close()
+        .unwrap();
+    // A full disk, as SQLite says it, on the first mirror write: ET's,
+    // while SLOW's listing is held.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON mirror_issue
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let started = Instant::now();
+    let run = stack.run(&["gate"]);
+    let took = started.elapsed();
+    run.code(74)
+        .stderr_one_line(&["sidecar", path.to_str().unwrap(), "disk is full"]);
+    assert!(took < Duration::from_secs(10), "took {took:?}:\n{run}");
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    assert_eq!(stack.count(Route::OrchAdvance), 0, "nothing acted");
+}
+
+#[test]
+fn a_dry_run_with_reads_in_the_background_writes_nothing() {
+    let stack = held(|p| p.page_delay_ms = 200)
+        .issue_with_task(3, "Approved", "review")
+        .start();
+    // A dry run only reads the sidecar: one must exist.
+    let path = stack.state_path();
+    reconcile::harness::Sidecar::open(&path)
+        .unwrap()
+        .close()
+        .unwrap();
+    let bytes = |p: &std::path::Path| std::fs::read(p).unwrap_or_default();
+    let before = bytes(&path);
+    let run = stack.tick(&["all", "--dry-run"]);
+    run.code(0);
+    assert_eq!(run.gate_outcome(1), "would_advance", "{run}");
+    assert_eq!(run.gate_outcome(50), "would_advance", "{run}");
+    assert_eq!(run.plane_outcome(3), "would_apply_verdict", "{run}");
+    assert!(bytes(&path) == before, "the dry run changed the sidecar");
+    assert_eq!(mirrored(&stack, &pid()), 0, "no mirror stored");
+    assert_eq!(stack.count(Route::OrchAdvance), 0);
+    assert_eq!(stack.count(Route::OrchWebhook), 0);
+    // The live tick decides the same.
+    let live = stack.tick(&["all"]);
+    live.code(0);
+    assert_eq!(live.gate_outcome(1), "advanced", "{live}");
+    assert_eq!(live.gate_outcome(50), "advanced", "{live}");
+    assert_eq!(live.plane_outcome(3), "verdict_applied", "{live}");
 }
