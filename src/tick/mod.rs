@@ -2,10 +2,8 @@
 //! the report. The decisions live in `gate` (and `plane_pass`); this module
 //! is the imperative shell that fetches facts and carries out verdicts.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -17,6 +15,7 @@ use crate::peers::plane::{Plane, PlaneFailure, Refusal};
 use crate::peers::telegram::Telegram;
 use crate::store::{self, Handle as Store, Sidecar, SidecarReader, TickLock};
 
+mod announce;
 mod clock;
 mod cycles;
 mod fetch;
@@ -28,10 +27,10 @@ mod plane;
 mod schedule;
 
 use outcome::{
-    CycleReport, GatePass, Notification, Notifications, PlanePass, Requests, SharedCause,
-    TickOutcome,
+    CycleReport, GatePass, Notifications, PlanePass, Requests, SharedCause, TickOutcome,
 };
 
+use announce::{Dedup, Slot, Unblock};
 use clock::Clock;
 use fetch::{PlaneReads, ProjectView};
 
@@ -213,22 +212,6 @@ struct Cut {
     reads: bool,
 }
 
-/// The tick's de-dup memory (docs/decisions.md, de-dup).
-#[derive(Default)]
-struct Dedup {
-    /// Keys of the unblocks suppressed as duplicates this tick.
-    keys: Vec<String>,
-    /// Dry-run: announcements this tick would have recorded.
-    dry: HashMap<String, (String, Option<String>)>,
-}
-
-/// Where in the outcome a queued message's unit sits.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    Gate(usize),
-    Plane(usize),
-}
-
 /// Runs one tick. Errors are the ones that stop a tick before it reports:
 /// the sidecar (74) and the lock (75).
 pub fn run(cfg: &Config, opts: &Options) -> anyhow::Result<TickOutcome> {
@@ -371,45 +354,6 @@ impl<'a> Tick<'a> {
         };
         Ok((gate, cycles, plane))
     }
-
-    /// Delivers the outbox (not in a dry run, not under the kill switch,
-    /// not after a stop signal: the messages stay queued) and follows each
-    /// message to its unit. A tick the deadline cut delivers too, in the
-    /// reserve kept for it; else, when every tick is cut, messages starve.
-    fn deliver(&mut self, outcome: &mut TickOutcome) -> anyhow::Result<()> {
-        if !self.opts.dry_run
-            && self.cfg.reconcile.enabled
-            && !crate::signals::stop_requested()
-            && let (Store::Live(store), Some(tg), Some(tcfg)) =
-                (&mut self.store, &self.peers.telegram, &self.cfg.telegram)
-        {
-            let d = notify::deliver(store, tg, tcfg.digest_over, self.clock.now)?;
-            outcome.delivery_ran = true;
-            for (id, slot) in &self.queued {
-                if let Some(n) = d.status(*id) {
-                    outcome.set_notification(*slot, n);
-                }
-            }
-            outcome.notifications.sent = (d.sent.len() + d.digested.len()) as u64;
-            outcome.notifications.dropped = d.dropped.len() as u64;
-        }
-        outcome.notifications.deduped = outcome.deduped_keys.len() as u64;
-        if let Some(s) = self.store.reader() {
-            outcome.notifications.queued = s.pending_count()?.max(0) as u64;
-        }
-        Ok(())
-    }
-}
-
-/// What a new unblock is, before de-dup.
-struct Unblock<'t> {
-    pass: store::Pass,
-    key: String,
-    task_id: Option<i64>,
-    issue_id: Option<String>,
-    work_item_id: Option<&'t str>,
-    stage: &'t str,
-    state_uuid: Option<String>,
 }
 
 impl Tick<'_> {
@@ -431,79 +375,5 @@ impl Tick<'_> {
             self.cut.units = true;
         }
         self.cut.units
-    }
-
-    /// Announce an unblock once per (key, stage, state)
-    /// (docs/decisions.md, "Announcements, de-dup and delivery").
-    /// Live: one transaction records it and queues the message.
-    /// Returns what became of the announcement and, live, the outbox row
-    /// that holds its message.
-    fn note_unblock(&mut self, u: Unblock<'_>) -> anyhow::Result<(Notification, Option<i64>)> {
-        let last = match self.dedup.dry.get(&u.key) {
-            Some(v) => Some(v.clone()),
-            None => match self.store.reader() {
-                Some(s) => s.last_announced(&u.key)?,
-                None => None,
-            },
-        };
-        if store::is_duplicate(last.as_ref(), u.stage, u.state_uuid.as_deref()) {
-            if let Some(unit) = self.resolving.take() {
-                self.end_intent(&unit)?;
-            }
-            self.dedup.keys.push(u.key.clone());
-            return Ok((Notification::Deduped, None));
-        }
-        let queue = self.cfg.reconcile.notify_unblock && self.cfg.telegram.is_some();
-        let tcfg = self.cfg.telegram.as_ref();
-        let link = notify::link(
-            tcfg.and_then(|t| t.link_template.as_deref()),
-            u.work_item_id,
-            &u.key,
-        );
-        let template = tcfg
-            .map(|t| t.unblock_template.as_str())
-            .unwrap_or("🔧 reconciler: {link} {stage} разблокирована (потерян webhook)");
-        let text = notify::unblock_text(template, &link, u.stage);
-        log::info!(
-            "{}: {} {} unblocked (lost webhook)",
-            u.pass.as_str(),
-            u.key,
-            u.stage
-        );
-        let mut outbox = None;
-        match &mut self.store {
-            Store::Live(store) => {
-                let rec = store
-                    .record_unblock_resolving(
-                        &store::Unblock {
-                            key: u.key.clone(),
-                            pass: u.pass,
-                            task_id: u.task_id,
-                            issue_id: u.issue_id.clone(),
-                            work_item_id: u.work_item_id.map(str::to_string),
-                            stage: u.stage.to_string(),
-                            state_uuid: u.state_uuid.clone(),
-                            digest_line: text.clone(),
-                            text,
-                            queue,
-                        },
-                        self.resolving.take().as_deref(),
-                        self.clock.now,
-                    )
-                    .context("recording an unblock")?;
-                outbox = rec.outbox_id;
-            }
-            Store::ReadOnly(_) => {
-                self.dedup
-                    .dry
-                    .insert(u.key.clone(), (u.stage.to_string(), u.state_uuid.clone()));
-            }
-        }
-        let notification = if queue {
-            Notification::Queued
-        } else {
-            Notification::Off
-        };
-        Ok((notification, outbox))
     }
 }
