@@ -1,6 +1,7 @@
 //! What a tick knows of each Plane project: its states (cached for
 //! `states_cache_ttl_s`) and its issues (the mirror, synced in full every
-//! `full_resync_s` and incrementally in between; docs/plane.md). Reads of
+//! `full_resync_s` and incrementally in between; docs/plane.md), or why it
+//! has none (`Blind`). Reads of
 //! different projects run in the background on up to `[plane] concurrency`
 //! threads (`fetch/reads.rs`) while the passes decide the units whose
 //! projects are back; what they bring back is written to the sidecar by the
@@ -14,13 +15,16 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::outcome::PlanePass;
+use super::outcome::SharedCause;
 use super::schedule::{
     Plan, StatesAge, cost, hard_bound, names_new_state, order, refresh_queue, states_age,
 };
-use super::{Blind, Store, Tick};
+use super::{Store, Tick};
 use crate::config::{Config, Project};
+use crate::core::gate::Unresolved;
 use crate::core::states::{PlaneState, StateMap, merge_state_names};
-use crate::peers::plane::{ISSUE_FIELDS, Issue, Plane};
+use crate::peers::http::ErrorKind;
+use crate::peers::plane::{ISSUE_FIELDS, Issue, Plane, PlaneFailure, Refusal};
 use crate::store::{Mirror, MirrorIssue};
 
 mod reads;
@@ -49,6 +53,70 @@ pub(super) struct PlaneReads {
     /// the tick reports.
     wanted: BTreeSet<String>,
     last_synced: HashMap<String, Option<OffsetDateTime>>,
+}
+
+/// A Plane-side resolution that failed, remembered for the tick.
+#[derive(Debug, Clone)]
+pub(crate) struct Blind {
+    pub cause: Unresolved,
+    pub message: String,
+    /// A failed read's cause in a few words ("HTTP 502").
+    pub short: Option<String>,
+    /// Why Plane refused the read, when it did.
+    pub refusal: Option<Refusal>,
+}
+
+impl From<PlaneFailure> for Blind {
+    fn from(f: PlaneFailure) -> Blind {
+        let message = f.to_string();
+        match f {
+            PlaneFailure::Reserve => Blind::new(Unresolved::Reserve, message),
+            PlaneFailure::RateLimited(_) => Blind::new(Unresolved::RateLimited, message),
+            PlaneFailure::Deadline(_) => Blind::new(Unresolved::Deadline, message),
+            PlaneFailure::Failed(e) => {
+                let refusal = Refusal::of(&e);
+                let short = match (&refusal, &e.kind) {
+                    (Some(r), _) => r.label().to_string(),
+                    (None, ErrorKind::Status { code, .. }) => format!("HTTP {code}"),
+                    (None, ErrorKind::Transport(m)) => m.clone(),
+                    (None, ErrorKind::TooLarge) => "answer too large".into(),
+                    (None, ErrorKind::Body(_)) => "unreadable answer".into(),
+                };
+                Blind {
+                    short: Some(short),
+                    refusal,
+                    ..Blind::new(Unresolved::ReadFailed, message)
+                }
+            }
+        }
+    }
+}
+
+impl Blind {
+    pub fn new(cause: Unresolved, message: String) -> Blind {
+        Blind {
+            cause,
+            message,
+            short: None,
+            refusal: None,
+        }
+    }
+
+    pub fn not_reached() -> Blind {
+        Blind::new(Unresolved::Deadline, "not read: the deadline passed".into())
+    }
+
+    /// What every unit this failed read of `repo` leaves blind shares: the
+    /// text report names it once with their count (docs/report.md).
+    pub fn shared(&self, repo: &str) -> Option<SharedCause> {
+        (self.cause == Unresolved::ReadFailed).then(|| SharedCause {
+            summary: format!(
+                "project {repo} unreadable ({})",
+                self.short.as_deref().unwrap_or("read failed")
+            ),
+            hint: self.refusal.map(|r| r.hint().to_string()),
+        })
+    }
 }
 
 /// One project as this tick sees it. Issues carry no raw JSON (a replay

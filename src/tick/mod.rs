@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::core::gate::Unresolved;
 use crate::core::plane::ListedTasks;
-use crate::peers::http::{Client, ErrorKind, Peer};
+use crate::peers::http::{Client, Peer};
 use crate::peers::orchestrator::Orchestrator;
-use crate::peers::plane::{Plane, PlaneFailure, Refusal};
+use crate::peers::plane::Plane;
 use crate::peers::telegram::Telegram;
 use crate::store::{self, Handle as Store, Sidecar, SidecarReader, TickLock};
 
@@ -26,13 +25,11 @@ pub mod outcome;
 mod plane;
 mod schedule;
 
-use outcome::{
-    CycleReport, GatePass, Notifications, PlanePass, Requests, SharedCause, TickOutcome,
-};
+use outcome::{CycleReport, GatePass, Notifications, PlanePass, Requests, TickOutcome};
 
 use announce::{Dedup, Slot, Unblock};
 use clock::Clock;
-use fetch::{PlaneReads, ProjectView};
+use fetch::{Blind, PlaneReads, ProjectView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -56,70 +53,6 @@ pub struct Options {
     pub command: Command,
     pub dry_run: bool,
     pub wait_lock: Duration,
-}
-
-/// A Plane-side resolution that failed, remembered for the tick.
-#[derive(Debug, Clone)]
-struct Blind {
-    cause: Unresolved,
-    message: String,
-    /// A failed read's cause in a few words ("HTTP 502").
-    short: Option<String>,
-    /// Why Plane refused the read, when it did.
-    refusal: Option<Refusal>,
-}
-
-impl From<PlaneFailure> for Blind {
-    fn from(f: PlaneFailure) -> Blind {
-        let message = f.to_string();
-        match f {
-            PlaneFailure::Reserve => Blind::new(Unresolved::Reserve, message),
-            PlaneFailure::RateLimited(_) => Blind::new(Unresolved::RateLimited, message),
-            PlaneFailure::Deadline(_) => Blind::new(Unresolved::Deadline, message),
-            PlaneFailure::Failed(e) => {
-                let refusal = Refusal::of(&e);
-                let short = match (&refusal, &e.kind) {
-                    (Some(r), _) => r.label().to_string(),
-                    (None, ErrorKind::Status { code, .. }) => format!("HTTP {code}"),
-                    (None, ErrorKind::Transport(m)) => m.clone(),
-                    (None, ErrorKind::TooLarge) => "answer too large".into(),
-                    (None, ErrorKind::Body(_)) => "unreadable answer".into(),
-                };
-                Blind {
-                    short: Some(short),
-                    refusal,
-                    ..Blind::new(Unresolved::ReadFailed, message)
-                }
-            }
-        }
-    }
-}
-
-impl Blind {
-    fn new(cause: Unresolved, message: String) -> Blind {
-        Blind {
-            cause,
-            message,
-            short: None,
-            refusal: None,
-        }
-    }
-
-    fn not_reached() -> Blind {
-        Blind::new(Unresolved::Deadline, "not read: the deadline passed".into())
-    }
-
-    /// What every unit this failed read of `repo` leaves blind shares: the
-    /// text report names it once with their count (docs/report.md).
-    fn shared(&self, repo: &str) -> Option<SharedCause> {
-        (self.cause == Unresolved::ReadFailed).then(|| SharedCause {
-            summary: format!(
-                "project {repo} unreadable ({})",
-                self.short.as_deref().unwrap_or("read failed")
-            ),
-            hint: self.refusal.map(|r| r.hint().to_string()),
-        })
-    }
 }
 
 /// One tick's working state. What it runs with (configuration, options,
