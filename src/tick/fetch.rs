@@ -1,11 +1,10 @@
 //! What a tick knows of each Plane project: its states (cached for
 //! `states_cache_ttl_s`) and its issues (the mirror, synced in full every
 //! `full_resync_s` and incrementally in between; docs/plane.md), or why it
-//! has none (`Blind`). Reads of
-//! different projects run in the background on up to `[plane] concurrency`
-//! threads (`fetch/reads.rs`) while the passes decide the units whose
-//! projects are back; what they bring back is written to the sidecar by the
-//! tick's own thread.
+//! has none (`Blind`). Reads of different projects run in the background
+//! on up to `[plane] concurrency` threads (`fetch/reads.rs`) while the
+//! passes decide the units whose projects are back; what they bring back
+//! is written to the sidecar by the tick's own thread.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;

@@ -25,7 +25,7 @@ pub(super) struct GateRun<'a> {
     aside: Vec<(usize, usize, &'a str)>,
     /// The projects' failed reads already logged.
     logged: HashSet<String>,
-    /// `Reads::ended` when the set-aside tasks were last looked at.
+    /// `PlaneReads::ended` when the set-aside tasks were last looked at.
     looked: u64,
     /// The projects the cycle backstop needs read.
     members: Vec<&'a str>,

@@ -37,7 +37,7 @@ pub(super) struct PlaneRun<'a> {
     aside: Vec<usize>,
     cursor: Option<String>,
     memos: HashMap<String, NoopMemo>,
-    /// `Reads::ended` when the set-aside projects were last looked at.
+    /// `PlaneReads::ended` when the set-aside projects were last looked at.
     looked: u64,
     /// The cursor's project (position 0) waits aside, with an action held
     /// for it (`Tick::held`).
