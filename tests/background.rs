@@ -419,3 +419,32 @@ fn a_dry_run_with_reads_in_the_background_writes_nothing() {
     assert_eq!(live.gate_outcome(50), "advanced", "{live}");
     assert_eq!(live.plane_outcome(3), "verdict_applied", "{live}");
 }
+
+#[test]
+fn in_all_the_gate_pass_decides_a_project_s_tasks_before_the_plane_pass_handles_it() {
+    // ET-3 is Approved and its task 3, stuck in review with a green gate,
+    // is the gate pass's to advance; the Plane pass would replay the
+    // verdict. The gate pass comes first, as when the passes ran one after
+    // the other: its advance, then the Plane pass reads the task (done).
+    let stack = Test::new()
+        .task_in(SimTask::new(3, "review").repo(REPO).green(), "Approved")
+        .fault(Route::OrchWebhook, Fault::Reset)
+        .start();
+    // A replay whose effect is unknown: its intent is re-checked at the
+    // start of the next Plane pass.
+    stack.tick(&["plane"]);
+    assert_eq!(stack.count(Route::OrchWebhook), 1);
+    assert_eq!(stack.stage(3), "review");
+    // That re-check is slow: ET's read, which task 3 was set aside for,
+    // is back before the Plane pass looks at its first project.
+    stack.sim.update(|w| {
+        w.scenario
+            .push_fault(Route::OrchTaskByIssue, Fault::Latency { ms: 500 })
+    });
+    let run = stack.tick(&["all"]);
+    run.code(0);
+    assert_eq!(run.gate_outcome(3), "advanced", "{run}");
+    // The verdict is replayed against the task as the advance left it.
+    assert_eq!(run.plane_outcome(3), "verdict_noop", "{run}");
+    assert_eq!(stack.stage(3), "done");
+}

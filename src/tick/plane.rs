@@ -37,7 +37,8 @@ pub(super) struct PlaneRun<'a> {
     aside: Vec<usize>,
     cursor: Option<String>,
     memos: HashMap<String, NoopMemo>,
-    /// `PlaneReads::ended` when the set-aside projects were last looked at.
+    /// `PlaneReads::ended` when the set-aside projects were last looked
+    /// at (`u64::MAX`: never).
     looked: u64,
     /// The cursor's project (position 0) waits aside, with an action held
     /// for it (`Tick::held`).
@@ -108,24 +109,19 @@ impl<'a> Tick<'a> {
             from_cursor = true;
         }
         run.projects = projects;
-        // Each project is handled once its reads are back; one still being
-        // read waits aside while the others go on, and is handled before
-        // any later project once it is back. The report keeps the order.
-        for at in 0..run.projects.len() {
-            self.pump_reads()?;
-            self.plane_step(&mut run, false)?;
-            run.entries.push(None);
-            let pid = &run.projects[at].plane_project_id;
-            if !self.cut.units && self.reads.awaits(pid) {
-                run.aside.push(at);
-                if at == 0 && from_cursor {
-                    self.held += 1;
-                    run.holding = true;
-                }
-            } else {
-                let ctx = (run.cursor.as_deref(), &run.memos);
-                run.entries[at] = Some(self.plane_entry(run.projects[at], ctx)?);
-            }
+        // Every project waits aside: `plane_step` handles each once its
+        // reads are back, before any later one still waiting. It steps
+        // after the gate pass, so in `all` the gate pass decides its tasks
+        // of a project before the Plane pass looks at it, as when the
+        // passes ran one after the other. The report keeps the order.
+        run.entries = std::iter::repeat_with(|| None)
+            .take(run.projects.len())
+            .collect();
+        run.aside = (0..run.projects.len()).collect();
+        run.looked = u64::MAX;
+        if from_cursor {
+            self.held += 1;
+            run.holding = true;
         }
         Ok(run)
     }
