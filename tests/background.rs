@@ -448,3 +448,30 @@ fn in_all_the_gate_pass_decides_a_project_s_tasks_before_the_plane_pass_handles_
     assert_eq!(run.plane_outcome(3), "verdict_noop", "{run}");
     assert_eq!(stack.stage(3), "done");
 }
+
+#[test]
+fn a_tick_waiting_for_a_slow_read_does_not_spin() {
+    // SLOW's listing is answered 3 s late and task 50 waits for it: the
+    // tick's thread blocks on the reads' channel meanwhile. Spinning would
+    // cost ~3 s of CPU; blocking costs a few wake-ups a second.
+    let stack = held(|p| p.page_delay_ms = 3_000).start();
+    const WRAPPER: &str = "import resource, subprocess, sys\n\
+        rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)\n\
+        print(rc, r.ru_utime + r.ru_stime)\n";
+    let out = Command::new("python3")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["-c", WRAPPER, env!("CARGO_BIN_EXE_reconcile"), "--config"])
+        .arg(&stack.config)
+        .arg("gate")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (rc, cpu) = text.trim().split_once(' ').expect("rc and CPU time");
+    assert_eq!(rc, "0", "{text}");
+    let cpu: f64 = cpu.parse().unwrap();
+    assert!(cpu < 1.0, "{cpu} s of CPU while waiting 3 s");
+    assert_eq!(stack.stage(50), "review", "task 50 waited for SLOW");
+}
