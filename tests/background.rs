@@ -475,3 +475,24 @@ fn a_tick_waiting_for_a_slow_read_does_not_spin() {
     assert!(cpu < 1.0, "{cpu} s of CPU while waiting 3 s");
     assert_eq!(stack.stage(50), "review", "task 50 waited for SLOW");
 }
+
+#[test]
+fn a_first_read_plane_never_answers_does_not_hold_the_other_projects() {
+    // SLOW configured first; both projects synced once (a first tick), so
+    // SLOW, tied for the oldest sync, is read first: alone, while the
+    // budget waits for Plane's first answer. Its listing then hangs past
+    // the deadline: that wait must not hold ET's read for the whole tick.
+    let stack = held(|_| {})
+        .no_telegram()
+        .scenario(|s| s.projects.reverse())
+        .start();
+    stack.tick(&["plane"]).code(0);
+    stack.sim.update(|w| w.projects[0].page_delay_ms = 30_000);
+    let started = Instant::now();
+    let run = stack.tick(&["gate", "--deadline", "6"]);
+    let took = started.elapsed();
+    run.code(75);
+    assert!(took < Duration::from_secs(7), "took {took:?}:\n{run}");
+    assert_eq!(run.gate_outcome(1), "advanced", "{run}");
+    assert_eq!(run.gate_outcome(50), "deferred/deadline", "{run}");
+}

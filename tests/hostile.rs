@@ -109,6 +109,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "background.rs: a_stop_signal_does_not_wait_for_a_plane_read_that_hangs",
     ),
     (
+        "a project whose listing hangs past the deadline, its sync the oldest (so read first, alone until Plane answers), under `gate --deadline 6`",
+        "the other projects' reads start after one second: their tasks advance; its task is deferred, exit 75 within the deadline plus 1 s",
+        "background.rs: a_first_read_plane_never_answers_does_not_hold_the_other_projects",
+    ),
+    (
         "SIGTERM while a Blocked PATCH waits out a 429's Retry-After",
         "the wait ends at once: exit 75, the PATCH not retried, nothing else sent",
         "background.rs: a_stop_signal_ends_a_429_wait_before_a_patch_at_once",

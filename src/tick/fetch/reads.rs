@@ -27,6 +27,12 @@ const WAIT_SLICE: Duration = Duration::from_millis(50);
 /// it comes on a worker's thread, with no message for the tick's.
 const FIRST_ANSWER_SLICE: Duration = Duration::from_millis(5);
 
+/// How long the first job runs alone waiting for Plane's first answer:
+/// past it the others start with the budget unknown. A project whose
+/// first request hangs (its sync the oldest, so first every tick) must
+/// not hold every other project's reads until the deadline.
+const FIRST_ANSWER_PATIENCE: Duration = Duration::from_secs(1);
+
 /// The read jobs of one tick: those queued in the fair order, those
 /// running (or back and not stored yet), and the channel results come
 /// back on.
@@ -42,6 +48,8 @@ pub(crate) struct Jobs {
     /// read's slimmed into its view), so no more than `workers` listings
     /// are held at once (20,000 raw issues would dominate a tick's memory).
     in_flight: Vec<InFlight>,
+    /// When the job now in flight alone started (`FIRST_ANSWER_PATIENCE`).
+    alone_since: Option<Instant>,
     tx: Sender<Fetched>,
     rx: Receiver<Fetched>,
 }
@@ -74,6 +82,7 @@ impl Jobs {
             resync: Resync::of(cfg),
             pending: VecDeque::new(),
             stale_read: Vec::new(),
+            alone_since: None,
             in_flight: Vec::new(),
             tx,
             rx,
@@ -185,11 +194,23 @@ impl Tick<'_> {
     }
 
     fn wait_slice(&self) -> Duration {
-        if !self.reads.jobs.pending.is_empty() && self.peers.plane.awaits_first_answer() {
+        if !self.reads.jobs.pending.is_empty() && self.alone_for_first_answer() {
             FIRST_ANSWER_SLICE
         } else {
             WAIT_SLICE
         }
+    }
+
+    /// Whether the job in flight runs alone for Plane's first answer,
+    /// which tells the budget exactly (docs/plane.md): for a second at
+    /// most.
+    fn alone_for_first_answer(&self) -> bool {
+        let jobs = &self.reads.jobs;
+        !jobs.in_flight.is_empty()
+            && self.peers.plane.awaits_first_answer()
+            && jobs
+                .alone_since
+                .is_some_and(|t| t.elapsed() < FIRST_ANSWER_PATIENCE)
     }
 
     /// One job came back: stored (live) and, for a read, kept as the
@@ -245,9 +266,7 @@ impl Tick<'_> {
     /// not fit; nothing starts once the time for reads is over.
     fn dispatch(&mut self) -> anyhow::Result<()> {
         while self.reads.jobs.in_flight.len() < self.reads.jobs.workers {
-            // Until Plane has answered once, one job at a time: its first
-            // answer then tells the budget exactly (docs/plane.md).
-            if !self.reads.jobs.in_flight.is_empty() && self.peers.plane.awaits_first_answer() {
+            if self.alone_for_first_answer() {
                 break;
             }
             let Some(queued) = self.reads.jobs.pending.pop_front() else {
@@ -328,13 +347,18 @@ impl Tick<'_> {
                     let _ = tx.send(fetched);
                 });
             match worker {
-                Ok(worker) => self.reads.jobs.in_flight.push(InFlight {
-                    pid,
-                    refresh,
-                    cost,
-                    sent,
-                    worker,
-                }),
+                Ok(worker) => {
+                    if self.reads.jobs.in_flight.is_empty() {
+                        self.reads.jobs.alone_since = Some(Instant::now());
+                    }
+                    self.reads.jobs.in_flight.push(InFlight {
+                        pid,
+                        refresh,
+                        cost,
+                        sent,
+                        worker,
+                    });
+                }
                 Err(e) if refresh => log::debug!("states of {pid} not refreshed: no thread: {e}"),
                 Err(e) => {
                     let blind = Blind::new(
