@@ -142,7 +142,7 @@ impl<'a> Tick<'a> {
                     Some(pid) if !self.cut.units => {
                         run.aside.push((at, i, pid));
                         if at == 0 && from_cursor {
-                            self.held += 1;
+                            self.cap.held += 1;
                             run.holding = true;
                         }
                         continue;
@@ -208,7 +208,7 @@ impl<'a> Tick<'a> {
             }
             aside.remove(k);
             if at == 0 && std::mem::take(holding) {
-                self.held -= 1;
+                self.cap.held -= 1;
             }
             let unit = self.gate_unit(&tasks[i], graph.as_ref(), at)?;
             units[at] = Some(log_unit(unit, logged));
@@ -311,7 +311,7 @@ impl<'a> Tick<'a> {
             cfg,
             project_enabled,
             self.clock.now,
-            self.actions + self.held,
+            self.cap.used(),
             deps,
             || {
                 let (view, message, shared) = self.resolve_plane(task);
@@ -365,7 +365,7 @@ impl<'a> Tick<'a> {
     ) -> anyhow::Result<GateUnit> {
         match self.peers.orchestrator.gate(task.id) {
             Ok(g) if g.passed => {
-                self.actions += 1;
+                self.cap.taken += 1;
                 let mut u = unit_for(task, Outcome::WouldAdvance);
                 u.detail = g.detail;
                 u.notification = Some(self.note_unblock(gate_unblock(task, state_uuid))?.0);
@@ -407,7 +407,7 @@ impl<'a> Tick<'a> {
                 stage_after,
                 detail,
             }) => {
-                self.actions += 1;
+                self.cap.taken += 1;
                 log::info!(
                     "gate: task {} advanced {} → {stage_after}",
                     task.id,

@@ -72,12 +72,7 @@ struct Tick<'a> {
     /// The task list by Plane issue, for the no-op memo (docs/plane.md):
     /// the gate pass's in `all`.
     listed: Option<ListedTasks>,
-    /// Advances (and would-advances) so far, for the action cap.
-    actions: u64,
-    /// Actions held for where the action cap stopped the last tick (a
-    /// pass's cursor) while its project is still being read: a unit whose
-    /// project came back first must not take that turn, tick after tick.
-    held: u64,
+    cap: ActionCap,
     dedup: Dedup,
     /// The intent the next recorded unblock resolves (docs/reliability.md).
     resolving: Option<String>,
@@ -131,6 +126,26 @@ impl Peers {
             plane: self.plane.client().requests(),
             telegram: self.telegram.as_ref().map_or(0, |t| t.client().requests()),
         }
+    }
+}
+
+/// What counts against `max_actions` so far (docs/configuration.md).
+#[derive(Default)]
+struct ActionCap {
+    /// Advances that advanced and replays sent (a dry run's would-be ones
+    /// too).
+    taken: u64,
+    /// Actions held for where the action cap stopped the last tick (a
+    /// pass's cursor) while its project is still being read: a unit whose
+    /// project came back first must not take that turn, tick after tick.
+    held: u64,
+}
+
+impl ActionCap {
+    /// The actions taken and those held: what a decision compares with
+    /// the cap.
+    fn used(&self) -> u64 {
+        self.taken + self.held
     }
 }
 
@@ -234,8 +249,7 @@ impl<'a> Tick<'a> {
             store,
             reads: PlaneReads::new(cfg),
             listed: None,
-            actions: 0,
-            held: 0,
+            cap: ActionCap::default(),
             dedup: Dedup::default(),
             resolving: None,
             queued: Vec::new(),

@@ -120,7 +120,7 @@ impl<'a> Tick<'a> {
         run.aside = (0..run.projects.len()).collect();
         run.looked = u64::MAX;
         if from_cursor {
-            self.held += 1;
+            self.cap.held += 1;
             run.holding = true;
         }
         Ok(run)
@@ -161,7 +161,7 @@ impl<'a> Tick<'a> {
             }
             let at = aside.remove(k);
             if at == 0 && std::mem::take(holding) {
-                self.held -= 1;
+                self.cap.held -= 1;
             }
             entries[at] = Some(self.plane_entry(project, (cursor.as_deref(), memos))?);
         }
@@ -375,25 +375,20 @@ impl<'a> Tick<'a> {
         let seen = NoopMemo::of(issue.updated_at.as_deref(), state, task.as_ref());
         // Held by the list: a task it leaves out (a done one) is None here.
         let remembered = held || memo.is_some_and(|m| m.matches(&seen));
-        let action = match plane_pass::decide(
-            trigger,
-            task.as_ref(),
-            cfg,
-            self.actions + self.held,
-            remembered,
-        ) {
-            Decision::Skip(r) => {
-                unit.reason = Some(r);
-                return Ok((unit, None));
-            }
-            Decision::Defer(r) => {
-                unit.outcome = Outcome::Deferred;
-                unit.reason = Some(r);
-                return Ok((unit, None));
-            }
-            Decision::Replay(a) => a,
-        };
-        self.actions += 1;
+        let action =
+            match plane_pass::decide(trigger, task.as_ref(), cfg, self.cap.used(), remembered) {
+                Decision::Skip(r) => {
+                    unit.reason = Some(r);
+                    return Ok((unit, None));
+                }
+                Decision::Defer(r) => {
+                    unit.outcome = Outcome::Deferred;
+                    unit.reason = Some(r);
+                    return Ok((unit, None));
+                }
+                Decision::Replay(a) => a,
+            };
+        self.cap.taken += 1;
         if self.opts.dry_run {
             unit.outcome = action.dry_run_outcome();
             let stage = announced_stage(action, task.as_ref());
