@@ -496,3 +496,46 @@ fn a_first_read_plane_never_answers_does_not_hold_the_other_projects() {
     assert_eq!(run.gate_outcome(1), "advanced", "{run}");
     assert_eq!(run.gate_outcome(50), "deferred/deadline", "{run}");
 }
+
+/// This process's threads named `plane-read` (the tick's read workers).
+fn read_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "plane-read")
+        .count()
+}
+
+#[test]
+fn a_tick_run_in_process_leaves_no_read_thread_behind() {
+    // The benchmark runs ticks in its own process. A second tick, a minute
+    // later, serves ET's read from its stale cached states and refreshes
+    // them after the passes from what the budget leaves over: that
+    // refresh hangs past the 2 s deadline. Its thread must end with the
+    // tick. (The only in-process tick of this file.)
+    let stack = Test::new()
+        .no_telegram()
+        .set("reconcile", "deadline_s", "2")
+        .set("state", "states_cache_ttl_s", "30")
+        .start();
+    let cfg = reconcile::harness::load_config(&stack.config, true, &|_| None).unwrap();
+    let opts = reconcile::harness::TickOptions {
+        command: reconcile::harness::TickCommand::All,
+        dry_run: false,
+        wait_lock: Duration::ZERO,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let first = reconcile::harness::run_tick_at(&cfg, &opts, now).unwrap();
+    assert_eq!(first.exit_code(), 0);
+    stack.sim.update(|w| {
+        w.scenario
+            .set_always_fault(Route::PlaneStates, Some(Fault::Hang { ms: 30_000 }))
+    });
+    let started = Instant::now();
+    let later = now + time::Duration::minutes(1);
+    let second = reconcile::harness::run_tick_at(&cfg, &opts, later).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(second.exit_code(), 0, "the passes were done in time");
+    assert_eq!(stack.count(Route::PlaneStates), 2, "the refresh was sent");
+    assert_eq!(read_threads(), 0, "a read thread outlived its tick");
+}
