@@ -281,6 +281,8 @@ impl<'a> Tick<'a> {
         while gate.is_some() || plane.as_ref().is_some_and(|p| p.waiting()) {
             self.pump_reads()?;
             let mut moved = false;
+            // The gate pass steps first: in `all` it decides a project's
+            // tasks before the Plane pass handles that project.
             if let Some(run) = &mut gate {
                 moved |= self.gate_step(run, all)?;
             }

@@ -53,8 +53,9 @@ impl PlaneRun<'_> {
 }
 
 impl<'a> Tick<'a> {
-    /// The Plane pass, up to the projects still being read: those wait
-    /// aside (`plane_step`) while the others go on.
+    /// The Plane pass's start: open replays re-checked, the reads
+    /// started, every project set aside for `plane_step` to handle once
+    /// its reads are back.
     pub(super) fn plane_begin(&mut self) -> anyhow::Result<PlaneRun<'a>> {
         let mut run = PlaneRun {
             pass: PlanePass {
