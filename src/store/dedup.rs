@@ -27,9 +27,11 @@ impl Pass {
     }
 }
 
-/// A non-duplicate unblock to record (docs/decisions.md).
+/// What an unblock announces and is de-duped by (docs/decisions.md):
+/// the same whether it is recorded at once or kept in an intent until its
+/// action is confirmed (docs/reliability.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unblock {
+pub struct Announcement {
     /// The de-dup key (issue id for a start, else work item id, else
     /// task id / issue id).
     pub key: String,
@@ -40,6 +42,12 @@ pub struct Unblock {
     /// The stage announced (the stage before the transition).
     pub stage: String,
     pub state_uuid: Option<String>,
+}
+
+/// A non-duplicate unblock to record, with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unblock {
+    pub announcement: Announcement,
     /// The full message (rendered `unblock_template`).
     pub text: String,
     /// Its one-line form for a digest.
@@ -76,27 +84,28 @@ pub(super) fn write_unblock(
     u: &Unblock,
     now: &str,
 ) -> rusqlite::Result<RecordedUnblock> {
+    let a = &u.announcement;
     tx.execute(
         "INSERT INTO dedup(key, stage, state_uuid, touched_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(key) DO UPDATE SET stage = excluded.stage,
              state_uuid = excluded.state_uuid, touched_at = excluded.touched_at",
-        params![u.key, u.stage, u.state_uuid, now],
+        params![a.key, a.stage, a.state_uuid, now],
     )?;
     add_counter(tx, C_UNBLOCKED, 1)?;
-    set_kv(tx, K_LAST_UNBLOCKED, &u.key)?;
+    set_kv(tx, K_LAST_UNBLOCKED, &a.key)?;
     tx.execute(
         "INSERT INTO history(at, pass, key, task_id, issue_id, work_item_id, stage,
                              state_uuid, text)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             now,
-            u.pass.as_str(),
-            u.key,
-            u.task_id,
-            u.issue_id,
-            u.work_item_id,
-            u.stage,
-            u.state_uuid,
+            a.pass.as_str(),
+            a.key,
+            a.task_id,
+            a.issue_id,
+            a.work_item_id,
+            a.stage,
+            a.state_uuid,
             u.text
         ],
     )?;

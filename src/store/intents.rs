@@ -9,7 +9,7 @@
 use rusqlite::params;
 use time::OffsetDateTime;
 
-use super::dedup::{Pass, RecordedUnblock, Unblock, write_unblock};
+use super::dedup::{Announcement, Pass, RecordedUnblock, Unblock, write_unblock};
 use super::errors::Result;
 use super::{Sidecar, SidecarReader, format_ts, select};
 
@@ -23,14 +23,7 @@ pub struct Intent {
     pub at: String,
     /// The unblock to announce if the action turns out to have happened;
     /// its text is rendered again then.
-    pub pass: Pass,
-    pub key: String,
-    pub task_id: Option<i64>,
-    pub issue_id: Option<String>,
-    pub work_item_id: Option<String>,
-    /// The stage the announcement names.
-    pub stage: String,
-    pub state_uuid: Option<String>,
+    pub announcement: Announcement,
 }
 
 pub(super) const MIGRATION_V5: &str = "
@@ -52,6 +45,7 @@ impl Sidecar {
     /// Commits the intent before its request is sent. An error means the
     /// action must not be sent.
     pub fn record_intent(&mut self, i: &Intent) -> Result<()> {
+        let a = &i.announcement;
         self.write("record an intent", |tx| {
             tx.execute(
                 "INSERT OR REPLACE INTO intent(unit, stage_before, at, pass, key, task_id,
@@ -61,13 +55,13 @@ impl Sidecar {
                     i.unit,
                     i.stage_before,
                     i.at,
-                    i.pass.as_str(),
-                    i.key,
-                    i.task_id,
-                    i.issue_id,
-                    i.work_item_id,
-                    i.stage,
-                    i.state_uuid
+                    a.pass.as_str(),
+                    a.key,
+                    a.task_id,
+                    a.issue_id,
+                    a.work_item_id,
+                    a.stage,
+                    a.state_uuid
                 ],
             )?;
             Ok(())
@@ -116,17 +110,19 @@ impl SidecarReader {
                     unit: r.get(0)?,
                     stage_before: r.get(1)?,
                     at: r.get(2)?,
-                    pass: if pass == "plane" {
-                        Pass::Plane
-                    } else {
-                        Pass::Gate
+                    announcement: Announcement {
+                        pass: if pass == "plane" {
+                            Pass::Plane
+                        } else {
+                            Pass::Gate
+                        },
+                        key: r.get(4)?,
+                        task_id: r.get(5)?,
+                        issue_id: r.get(6)?,
+                        work_item_id: r.get(7)?,
+                        stage: r.get(8)?,
+                        state_uuid: r.get(9)?,
                     },
-                    key: r.get(4)?,
-                    task_id: r.get(5)?,
-                    issue_id: r.get(6)?,
-                    work_item_id: r.get(7)?,
-                    stage: r.get(8)?,
-                    state_uuid: r.get(9)?,
                 })
             },
         )

@@ -39,7 +39,7 @@ mod tests;
 mod ticks;
 
 pub use cache::{Mirror, MirrorIssue};
-pub use dedup::{Pass, Unblock, is_duplicate};
+pub use dedup::{Announcement, Pass, Unblock, is_duplicate};
 pub use errors::{LockBusy, LockError, LockStopped, Result, SidecarError, SidecarErrorKind};
 pub use file::refuse_special;
 pub use intents::{Intent, intent_time};

@@ -38,13 +38,15 @@ fn listing(dir: &Path) -> Vec<String> {
 
 fn unblock(key: &str, stage: &str, state: Option<&str>, queue: bool) -> Unblock {
     Unblock {
-        key: key.to_string(),
-        pass: Pass::Gate,
-        task_id: Some(7),
-        issue_id: Some("issue-7".to_string()),
-        work_item_id: Some(key.to_string()),
-        stage: stage.to_string(),
-        state_uuid: state.map(str::to_string),
+        announcement: Announcement {
+            key: key.to_string(),
+            pass: Pass::Gate,
+            task_id: Some(7),
+            issue_id: Some("issue-7".to_string()),
+            work_item_id: Some(key.to_string()),
+            stage: stage.to_string(),
+            state_uuid: state.map(str::to_string),
+        },
         text: format!("🔧 reconciler: {key} {stage} разблокирована"),
         digest_line: format!("{key} {stage}"),
         queue,

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::outcome::{Notification, TickOutcome};
 use super::{Store, Tick, notify};
-use crate::store;
+use crate::store::{self, Announcement};
 
 /// The tick's de-dup memory (docs/decisions.md, de-dup).
 #[derive(Default)]
@@ -28,17 +28,6 @@ pub(super) enum Slot {
     Plane(usize),
 }
 
-/// What a new unblock is, before de-dup.
-pub(super) struct Unblock<'t> {
-    pub pass: store::Pass,
-    pub key: String,
-    pub task_id: Option<i64>,
-    pub issue_id: Option<String>,
-    pub work_item_id: Option<&'t str>,
-    pub stage: &'t str,
-    pub state_uuid: Option<String>,
-}
-
 impl Tick<'_> {
     /// Announce an unblock once per (key, stage, state)
     /// (docs/decisions.md, "Announcements, de-dup and delivery").
@@ -47,7 +36,7 @@ impl Tick<'_> {
     /// that holds its message.
     pub(super) fn note_unblock(
         &mut self,
-        u: Unblock<'_>,
+        u: Announcement,
     ) -> anyhow::Result<(Notification, Option<i64>)> {
         let last = match self.dedup.dry.get(&u.key) {
             Some(v) => Some(v.clone()),
@@ -56,7 +45,7 @@ impl Tick<'_> {
                 None => None,
             },
         };
-        if store::is_duplicate(last.as_ref(), u.stage, u.state_uuid.as_deref()) {
+        if store::is_duplicate(last.as_ref(), &u.stage, u.state_uuid.as_deref()) {
             if let Some(unit) = self.resolving.take() {
                 self.end_intent(&unit)?;
             }
@@ -67,13 +56,13 @@ impl Tick<'_> {
         let tcfg = self.cfg.telegram.as_ref();
         let link = notify::link(
             tcfg.and_then(|t| t.link_template.as_deref()),
-            u.work_item_id,
+            u.work_item_id.as_deref(),
             &u.key,
         );
         let template = tcfg
             .map(|t| t.unblock_template.as_str())
             .unwrap_or("🔧 reconciler: {link} {stage} разблокирована (потерян webhook)");
-        let text = notify::unblock_text(template, &link, u.stage);
+        let text = notify::unblock_text(template, &link, &u.stage);
         log::info!(
             "{}: {} {} unblocked (lost webhook)",
             u.pass.as_str(),
@@ -86,13 +75,7 @@ impl Tick<'_> {
                 let rec = store
                     .record_unblock_resolving(
                         &store::Unblock {
-                            key: u.key.clone(),
-                            pass: u.pass,
-                            task_id: u.task_id,
-                            issue_id: u.issue_id.clone(),
-                            work_item_id: u.work_item_id.map(str::to_string),
-                            stage: u.stage.to_string(),
-                            state_uuid: u.state_uuid.clone(),
+                            announcement: u,
                             digest_line: text.clone(),
                             text,
                             queue,
@@ -104,9 +87,7 @@ impl Tick<'_> {
                 outbox = rec.outbox_id;
             }
             Store::ReadOnly(_) => {
-                self.dedup
-                    .dry
-                    .insert(u.key.clone(), (u.stage.to_string(), u.state_uuid.clone()));
+                self.dedup.dry.insert(u.key, (u.stage, u.state_uuid));
             }
         }
         let notification = if queue {

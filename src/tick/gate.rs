@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 
-use super::{Slot, Tick, Unblock};
+use super::{Slot, Tick};
 use crate::core::deps::{DepGraph, Readiness};
 use crate::core::gate::{self, PlaneView, Unresolved};
 use crate::core::outcome::{Outcome, Reason, Verdict};
 use crate::core::plane::ListedTasks;
 use crate::peers::orchestrator::{Advance, BadTask, Task};
-use crate::store;
+use crate::store::{self, Announcement};
 use crate::tick::Command;
 use crate::tick::outcome::{CycleReport, GatePass, GateUnit, NotRun, SharedCause};
 
@@ -486,8 +486,8 @@ impl<'a> Tick<'a> {
 }
 
 /// The gate pass's de-dup key: the work item id, else the task id.
-fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
-    Unblock {
+fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Announcement {
+    Announcement {
         pass: store::Pass::Gate,
         key: task
             .work_item()
@@ -495,8 +495,8 @@ fn gate_unblock(task: &Task, state_uuid: Option<String>) -> Unblock<'_> {
             .unwrap_or_else(|| task.id.to_string()),
         task_id: Some(task.id),
         issue_id: task.issue_id().map(str::to_string),
-        work_item_id: task.work_item(),
-        stage: &task.stage,
+        work_item_id: task.work_item().map(str::to_string),
+        stage: task.stage.clone(),
         state_uuid,
     }
 }

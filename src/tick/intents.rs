@@ -4,9 +4,9 @@
 
 use anyhow::Context as _;
 
-use super::{Store, Tick, Unblock};
+use super::{Store, Tick};
 use crate::peers::orchestrator::Task;
-use crate::store::{self, Intent, Pass};
+use crate::store::{self, Announcement, Intent, Pass};
 
 impl Tick<'_> {
     /// Commits the intent of an action about to be sent (live ticks only).
@@ -16,7 +16,7 @@ impl Tick<'_> {
         &mut self,
         unit: &str,
         stage_before: &str,
-        u: &Unblock<'_>,
+        u: &Announcement,
     ) -> anyhow::Result<()> {
         let Store::Live(s) = &mut self.store else {
             return Ok(());
@@ -25,13 +25,7 @@ impl Tick<'_> {
             unit: unit.to_string(),
             stage_before: stage_before.to_string(),
             at: store::intent_time(self.clock.now),
-            pass: u.pass,
-            key: u.key.clone(),
-            task_id: u.task_id,
-            issue_id: u.issue_id.clone(),
-            work_item_id: u.work_item_id.map(str::to_string),
-            stage: u.stage.to_string(),
-            state_uuid: u.state_uuid.clone(),
+            announcement: u.clone(),
         })
         .context("recording the intent of an action (it was not sent)")
     }
@@ -49,7 +43,7 @@ impl Tick<'_> {
             Store::Live(s) => s
                 .intents()?
                 .into_iter()
-                .filter(|i| i.pass == pass)
+                .filter(|i| i.announcement.pass == pass)
                 .collect(),
             _ => Vec::new(),
         })
@@ -60,17 +54,17 @@ impl Tick<'_> {
     fn recover(&mut self, i: &Intent, task: Option<&Task>) -> anyhow::Result<()> {
         log::info!(
             "{}: {} changed while its action was unconfirmed; announcing the unblock",
-            i.pass.as_str(),
+            i.announcement.pass.as_str(),
             i.unit
         );
-        let u = Unblock {
-            pass: i.pass,
-            key: i.key.clone(),
-            task_id: i.task_id.or(task.map(|t| t.id)),
-            issue_id: i.issue_id.clone(),
-            work_item_id: i.work_item_id.as_deref().or(task.and_then(Task::work_item)),
-            stage: &i.stage,
-            state_uuid: i.state_uuid.clone(),
+        let a = &i.announcement;
+        let u = Announcement {
+            task_id: a.task_id.or(task.map(|t| t.id)),
+            work_item_id: a
+                .work_item_id
+                .clone()
+                .or_else(|| task.and_then(Task::work_item).map(str::to_string)),
+            ..a.clone()
         };
         self.resolving = Some(i.unit.clone());
         self.note_unblock(u)?;
@@ -83,7 +77,10 @@ impl Tick<'_> {
     /// was advanced.
     pub(super) fn recheck_gate_intents(&mut self, tasks: &[Task]) -> anyhow::Result<()> {
         for i in self.open_intents(Pass::Gate)? {
-            let task = i.task_id.and_then(|id| tasks.iter().find(|t| t.id == id));
+            let task = i
+                .announcement
+                .task_id
+                .and_then(|id| tasks.iter().find(|t| t.id == id));
             match task {
                 Some(t) if t.stage == i.stage_before => self.end_intent(&i.unit)?,
                 _ => self.recover(&i, task)?,
@@ -96,7 +93,7 @@ impl Tick<'_> {
     /// intent waits for the next tick.
     pub(super) fn recheck_plane_intents(&mut self) -> anyhow::Result<()> {
         for i in self.open_intents(Pass::Plane)? {
-            let Some(issue_id) = i.issue_id.clone() else {
+            let Some(issue_id) = i.announcement.issue_id.clone() else {
                 self.end_intent(&i.unit)?;
                 continue;
             };

@@ -27,7 +27,7 @@ mod schedule;
 
 use outcome::{CycleReport, GatePass, Notifications, PlanePass, Requests, TickOutcome};
 
-use announce::{Dedup, Slot, Unblock};
+use announce::{Dedup, Slot};
 use clock::Clock;
 use fetch::{Blind, PlaneReads, ProjectView};
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::{ProjectView, Slot, Tick, Unblock};
+use super::{ProjectView, Slot, Tick};
 use crate::config::Project;
 use crate::core::outcome::Outcome;
 use crate::core::plane::{self as plane_pass, Action, Decision, NoopMemo, Trigger, Wanted};
@@ -14,7 +14,7 @@ use crate::peers::http::{ErrorKind, PeerError};
 use crate::peers::orchestrator::Task;
 use crate::peers::plane::Issue;
 use crate::store;
-use crate::store::MirrorIssue;
+use crate::store::{Announcement, MirrorIssue};
 use crate::tick::outcome::{NotRun, PlanePass, PlaneUnit, ProjectReport, SharedCause};
 
 /// One project's part of the Plane pass, before it takes its place in the
@@ -508,26 +508,26 @@ fn announced_stage(action: Action, before: Option<&Task>) -> String {
 
 /// The Plane pass's de-dup key: the issue id for a start, else the work item id, else
 /// the issue id.
-fn plane_unblock<'t>(
+fn plane_unblock(
     action: Action,
     issue_id: &str,
     state: &str,
-    before: Option<&'t Task>,
-    after: Option<&'t Task>,
-    stage: &'t str,
-) -> Unblock<'t> {
+    before: Option<&Task>,
+    after: Option<&Task>,
+    stage: &str,
+) -> Announcement {
     let key = match (action, before.and_then(Task::work_item)) {
         (Action::Start, _) | (_, None) => issue_id.to_string(),
         (_, Some(w)) => w.to_string(),
     };
     let task = after.or(before);
-    Unblock {
+    Announcement {
         pass: store::Pass::Plane,
         key,
         task_id: task.map(|t| t.id),
         issue_id: Some(issue_id.to_string()),
-        work_item_id: task.and_then(Task::work_item),
-        stage,
+        work_item_id: task.and_then(Task::work_item).map(str::to_string),
+        stage: stage.to_string(),
         state_uuid: Some(state.to_string()),
     }
 }
