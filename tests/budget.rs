@@ -451,3 +451,112 @@ fn four_reads_at_once_never_spend_past_the_budget_above_the_reserve() {
         );
     }
 }
+
+/// `n` projects of 3 issues each, read 4 at a time, reserve 10.
+fn four_at_once(n: usize) -> Test {
+    let projects = (0..n).map(|i| project(&format!("P{i}"), 3)).collect();
+    Test::new()
+        .scenario(move |s| s.projects = projects)
+        .set("plane", "concurrency", "4")
+        .set("plane", "rate_reserve", "10")
+}
+
+/// Plane requests of the last tick per project (states, listings), in
+/// configured order.
+fn requests_per_project(stack: &Stack, n: usize) -> Vec<(usize, usize)> {
+    let log = stack.sim.requests();
+    (0..n)
+        .map(|i| {
+            let id = sim_uuid(&["project", &format!("P{i}")]);
+            let of = |states: bool| {
+                log.iter()
+                    .filter(|r| r.peer == Peer::Plane && r.path.contains(&id))
+                    .filter(|r| r.path.contains("/states/") == states)
+                    .count()
+            };
+            (of(true), of(false))
+        })
+        .collect()
+}
+
+#[test]
+fn a_plane_without_rate_headers_is_read_whole_once_per_project_and_shows_no_budget() {
+    let probe = tempfile::tempdir().unwrap();
+    let prom = probe.path().join("reconcile.prom");
+    let stack = four_at_once(6)
+        .no_rate_headers()
+        .set(
+            "metrics",
+            "textfile",
+            &format!("{:?}", prom.display().to_string()),
+        )
+        .start();
+    // Cold: states and one listing each, every project, nothing deferred.
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(requests_per_project(&stack, 6), vec![(1, 1); 6], "{run}");
+    let (read, deferred) = read_and_deferred(&run);
+    assert_eq!(read.len(), 6, "{run}");
+    assert!(deferred.is_empty(), "{run}");
+    let v = run.json();
+    assert_eq!(v["counters"]["plane_projects_unread"], 0, "{run}");
+    assert!(warnings(&run).is_empty(), "{run}");
+    // No budget figure is made up: nothing in the report speaks of one.
+    assert!(!run.stdout.contains("rate_reserve"), "{run}");
+    assert!(!run.stdout.contains("rate_limited"), "{run}");
+    for p in v["plane"]["projects"].as_array().unwrap() {
+        assert_eq!(p["requests"], 2, "{p}");
+        assert!(p["last_synced_at"].is_string(), "{p}");
+    }
+    // Warm: one incremental listing each, states cached.
+    stack.sim.update(|w| w.advance_clock(60));
+    stack.sim.clear_requests();
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    assert_eq!(requests_per_project(&stack, 6), vec![(0, 1); 6], "{run}");
+    assert_eq!(run.json()["counters"]["plane_projects_unread"], 0, "{run}");
+    // The metrics: every project read, the oldest sync this tick's.
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{metrics}"))
+            .to_string()
+    };
+    assert_eq!(
+        series("reconcile_plane_projects_unread "),
+        "reconcile_plane_projects_unread 0"
+    );
+    let age = series("reconcile_plane_oldest_sync_age_seconds ");
+    let age: f64 = age.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&age), "{metrics}");
+}
+
+#[test]
+fn a_first_answer_that_is_a_429_holds_the_other_reads_until_it_was_waited_out() {
+    // Plane's window is full for 2 s: the first read's first request gets
+    // a 429 with Retry-After 2 and waits it out, past its one second of
+    // solitude; the other three must not start meanwhile (each would only
+    // get a 429 of its own).
+    let stack = four_at_once(4).plane_window_full_for(2).start();
+    let run = stack.tick(&["plane"]);
+    run.code(0);
+    let log = stack.sim.requests();
+    let limited: Vec<_> = log.iter().filter(|r| r.status == Some(429)).collect();
+    assert_eq!(limited.len(), 1, "{run}");
+    // Every project read once after it: states and one listing each, plus
+    // the first project's request sent again.
+    let mut counts = requests_per_project(&stack, 4);
+    let first = counts.iter().position(|c| *c != (1, 1)).unwrap_or(0);
+    assert!(
+        counts[first] == (2, 1) || counts[first] == (1, 2),
+        "{counts:?}"
+    );
+    counts[first] = (1, 1);
+    assert_eq!(counts, vec![(1, 1); 4], "{run}");
+    let (read, deferred) = read_and_deferred(&run);
+    assert_eq!(read.len(), 4, "{run}");
+    assert!(deferred.is_empty(), "{run}");
+    assert_eq!(run.json()["counters"]["plane_projects_unread"], 0, "{run}");
+}

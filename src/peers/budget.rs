@@ -1,5 +1,70 @@
 //! Plane's request budget as one tick sees it (docs/plane.md, "the request
-//! budget"): pure bookkeeping, kept under one lock by `peers::plane`.
+//! budget"): the ledger of requests and answers, and the 429s, shared by
+//! every clone of the `peers::plane` client.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A longer Retry-After defers the unit instead of holding the tick.
+pub(super) const MAX_RATE_WAIT_S: u64 = 30;
+
+/// The tick's Plane budget, shared by every clone of the client.
+#[derive(Default)]
+pub(super) struct Budget {
+    ledger: Mutex<Ledger>,
+    /// A 429 was not waited out: Plane is done for this tick.
+    limited: AtomicBool,
+    /// Calls waiting out a 429 (and sending again). Meanwhile no new read
+    /// starts: Plane's window is full, and each would only spend a 429.
+    waiting: AtomicUsize,
+}
+
+impl Budget {
+    pub(super) fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // Never half written (single assignments): a panic cannot poison it.
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn limited(&self) -> bool {
+        self.limited.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn limit(&self) {
+        self.limited.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// Counts a call as waiting out a 429 until the returned guard drops
+    /// (an unwinding worker's too).
+    pub(super) fn hold(&self) -> Hold<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Hold(self)
+    }
+}
+
+/// A call waiting out a 429 (`Budget::hold`).
+pub(super) struct Hold<'a>(&'a Budget);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long to wait out a 429 whose Retry-After says `retry_after`
+/// seconds: None when it says nothing, is longer than `MAX_RATE_WAIT_S`
+/// or ends past `deadline` (the unit is deferred instead).
+pub(super) fn rate_wait(retry_after: Option<u64>, deadline: Option<Instant>) -> Option<Duration> {
+    let secs = retry_after.filter(|s| *s <= MAX_RATE_WAIT_S)?;
+    let wait = Duration::from_secs(secs);
+    deadline
+        .is_none_or(|d| Instant::now() + wait < d)
+        .then_some(wait)
+}
 
 /// What the tool knows of Plane's budget this tick (docs/plane.md, "the
 /// request budget"). Each request is counted before it goes out, so the
@@ -59,7 +124,34 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use super::Ledger;
+    use super::{Budget, Ledger, rate_wait};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_429_is_waited_out_only_when_its_retry_after_is_short_and_ends_before_the_deadline() {
+        let later = Some(Instant::now() + Duration::from_secs(3600));
+        assert_eq!(rate_wait(Some(2), None), Some(Duration::from_secs(2)));
+        assert_eq!(rate_wait(Some(30), later), Some(Duration::from_secs(30)));
+        assert_eq!(rate_wait(Some(31), later), None);
+        assert_eq!(rate_wait(None, later), None);
+        let soon = Some(Instant::now() + Duration::from_secs(1));
+        assert_eq!(rate_wait(Some(5), soon), None);
+    }
+
+    #[test]
+    fn new_reads_are_held_while_any_call_waits_out_a_429() {
+        let b = Budget::default();
+        assert!(!b.waiting());
+        let one = b.hold();
+        let two = b.hold();
+        drop(one);
+        assert!(b.waiting());
+        drop(two);
+        assert!(!b.waiting());
+        assert!(!b.limited());
+        b.limit();
+        assert!(b.limited());
+    }
 
     /// (requests sent before the answer came back, its Remaining)
     type Answers = &'static [(i64, i64)];

@@ -5,13 +5,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::budget::Ledger;
+use super::budget::{Budget, Hold, Ledger, rate_wait};
 use super::http::{Client, PeerError};
 use crate::core::bounds::{self, MAX_TEXT};
 use crate::core::states::PlaneState;
@@ -21,9 +20,6 @@ use crate::core::states::PlaneState;
 fn seg(id: &str) -> String {
     super::orchestrator::encode(id)
 }
-
-/// A longer Retry-After defers the unit instead of holding the tick.
-const MAX_RATE_WAIT_S: u64 = 30;
 
 /// What a listing asks Plane for (`fields=`): what the mirror keeps and a
 /// replay re-sends; everything else is bytes nobody reads.
@@ -281,14 +277,6 @@ pub struct Plane {
     started: Arc<AtomicU64>,
 }
 
-/// The tick's Plane budget, shared by every clone.
-#[derive(Default)]
-struct Budget {
-    ledger: Mutex<Ledger>,
-    /// A 429 was not waited out: Plane is done for this tick.
-    limited: std::sync::atomic::AtomicBool,
-}
-
 impl Plane {
     pub fn new(cfg: &crate::config::Plane, http: Client) -> Plane {
         Plane {
@@ -331,9 +319,8 @@ impl Plane {
         self.started.clone()
     }
 
-    fn ledger(&self) -> MutexGuard<'_, Ledger> {
-        // Never half written (single assignments): a panic cannot poison it.
-        self.budget.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.budget.ledger()
     }
 
     pub fn client(&self) -> &Client {
@@ -355,7 +342,13 @@ impl Plane {
 
     /// Whether a 429 ended Plane for this tick.
     pub fn limited(&self) -> bool {
-        self.budget.limited.load(Ordering::Relaxed)
+        self.budget.limited()
+    }
+
+    /// Whether a call is waiting out a 429: no new read should start
+    /// until it has sent again (docs/plane.md).
+    pub fn waiting_out_429(&self) -> bool {
+        self.budget.waiting()
     }
 
     /// One Plane call under the budget. A 429 is waited out once when its
@@ -363,18 +356,22 @@ impl Plane {
     /// and so is every later call of the tick (Plane's window would only
     /// answer 429 again).
     fn call(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<Value, PlaneFailure> {
-        let result = self.call_waiting(method, url, body);
+        let mut hold = None;
+        let result = self.call_waiting(method, url, body, &mut hold);
         if matches!(result, Err(PlaneFailure::RateLimited(_))) {
-            self.budget.limited.store(true, Ordering::Relaxed);
+            self.budget.limit();
         }
+        // Released once `limited` is set: no read starts in between.
+        drop(hold);
         result
     }
 
-    fn call_waiting(
-        &self,
+    fn call_waiting<'a>(
+        &'a self,
         method: &str,
         url: &str,
         body: Option<&[u8]>,
+        hold: &mut Option<Hold<'a>>,
     ) -> Result<Value, PlaneFailure> {
         if self.limited() {
             return Err(PlaneFailure::RateLimited(PeerError {
@@ -387,17 +384,10 @@ impl Plane {
         }
         match self.call_once(method, url, body) {
             Err(PlaneFailure::RateLimited(e)) => {
-                let wait = Duration::from_secs(
-                    e.retry_after().unwrap_or(u64::MAX).min(MAX_RATE_WAIT_S + 1),
-                );
-                let fits = wait.as_secs() <= MAX_RATE_WAIT_S
-                    && self
-                        .http
-                        .deadline()
-                        .is_none_or(|d| Instant::now() + wait < d);
-                if !fits {
+                *hold = Some(self.budget.hold());
+                let Some(wait) = rate_wait(e.retry_after(), self.http.deadline()) else {
                     return Err(PlaneFailure::RateLimited(e));
-                }
+                };
                 log::warn!("{e}; waiting {} s as Plane asked", wait.as_secs());
                 if !crate::signals::sleep_unless_stopped(wait) {
                     return Err(PlaneFailure::Deadline(format!("{e}; stopped by a signal")));

@@ -14,6 +14,15 @@ pub const MAX_PER_PAGE: usize = 1000;
 /// `X-RateLimit-Remaining` reports it) or Err(seconds until a slot frees).
 /// The budget refills when a new minute of the simulator's clock starts.
 fn take_budget(w: &mut World) -> Result<i64, u64> {
+    if w.rate_limit.full_for_s > 0 {
+        let now = w.elapsed_ms();
+        let until = *w
+            .full_until_ms
+            .get_or_insert(now + w.rate_limit.full_for_s * 1000);
+        if now < until {
+            return Err((until - now).div_ceil(1000));
+        }
+    }
     let (minute, into_minute_ms) = w.clock_minute();
     let rl = &mut w.scenario.rate_limit;
     if w.rate_window.is_some_and(|m| m != minute) {
@@ -58,7 +67,11 @@ pub(super) fn plane(w: &mut World, t: &Target, req: &Request) -> Reply {
         }
     };
     let reset = (w.now().unix_timestamp() + w.rate_limit.reset_in_s as i64).to_string();
-    route(w, t, req)
+    let reply = route(w, t, req);
+    if !w.rate_limit.headers {
+        return reply;
+    }
+    reply
         .with_header("X-RateLimit-Remaining", remaining.to_string())
         .with_header("X-RateLimit-Reset", reset)
 }

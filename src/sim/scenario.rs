@@ -153,6 +153,14 @@ pub struct RateLimit {
     /// `X-RateLimit-Reset` = now + this (Plane: always now + 60, not a
     /// reset time).
     pub reset_in_s: u64,
+    /// False: answers carry no `X-RateLimit-*` headers (a proxy in front
+    /// of Plane strips them); the budget is still kept and still ends in
+    /// 429s.
+    pub headers: bool,
+    /// The window is full (someone else spent it) for this many seconds
+    /// from the first counted request: each request meanwhile is answered
+    /// 429 with `Retry-After` the seconds left, rounded up.
+    pub full_for_s: u64,
 }
 
 impl Default for RateLimit {
@@ -162,6 +170,8 @@ impl Default for RateLimit {
             remaining: 60,
             sequence: VecDeque::new(),
             reset_in_s: 60,
+            headers: true,
+            full_for_s: 0,
         }
     }
 }

@@ -273,6 +273,38 @@ fn plane_rate_limit_counts_down_then_429() {
 }
 
 #[test]
+fn plane_without_rate_headers_still_counts_and_a_full_window_answers_429_until_it_frees() {
+    let sim = Simulator::start(Scenario {
+        projects: vec![project_with(1)],
+        rate_limit: RateLimit {
+            remaining: 1,
+            headers: false,
+            full_for_s: 2,
+            ..RateLimit::default()
+        },
+        ..Scenario::default()
+    })
+    .unwrap();
+    let url = format!("{}/states/", plane_base(&sim));
+    // Full for 2 s from the first request: 429, Retry-After the seconds left.
+    let r = get(&url, &[PLANE]).unwrap();
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("2"));
+    sim.update(|w| w.advance_clock(1));
+    let r = get(&url, &[PLANE]).unwrap();
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    sim.update(|w| w.advance_clock(1));
+    // Freed: a success without rate headers, still counted.
+    let r = get(&url, &[PLANE]).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-ratelimit-remaining").is_none());
+    assert!(r.header("x-ratelimit-reset").is_none());
+    assert_eq!(sim.inspect(|w| w.rate_limit.remaining), 0);
+    assert_eq!(get(&url, &[PLANE]).unwrap().status, 429);
+}
+
+#[test]
 fn plane_budget_refills_when_a_new_minute_starts() {
     let sim = Simulator::start(Scenario {
         projects: vec![project_with(1)],

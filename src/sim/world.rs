@@ -26,6 +26,9 @@ pub struct World {
     offset: Duration,
     /// The minute of the simulator's clock the Plane budget belongs to.
     pub(super) rate_window: Option<u64>,
+    /// Until when (the simulator's clock, ms) `rate_limit.full_for_s` holds,
+    /// from the first counted request.
+    pub(super) full_until_ms: Option<u64>,
 }
 
 impl Deref for World {
@@ -50,6 +53,7 @@ impl World {
             started: Instant::now(),
             offset: Duration::ZERO,
             rate_window: None,
+            full_until_ms: None,
         }
     }
 
@@ -76,6 +80,11 @@ impl World {
     /// The simulator's time now.
     pub fn now(&self) -> OffsetDateTime {
         self.epoch + self.elapsed()
+    }
+
+    /// Milliseconds since the simulator started, by its clock.
+    pub(super) fn elapsed_ms(&self) -> u64 {
+        self.elapsed().as_millis() as u64
     }
 
     /// The minute of the simulator's clock and the milliseconds into it.

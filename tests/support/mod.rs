@@ -153,6 +153,21 @@ impl Test {
         self
     }
 
+    /// Plane's answers carry no `X-RateLimit-*` headers (a proxy strips
+    /// them); Plane still counts.
+    pub fn no_rate_headers(mut self) -> Test {
+        self.scenario.rate_limit.headers = false;
+        self
+    }
+
+    /// Plane's window is full (someone else spent it) for `secs` from the
+    /// tick's first counted request: 429s with the seconds left as
+    /// Retry-After.
+    pub fn plane_window_full_for(mut self, secs: u64) -> Test {
+        self.scenario.rate_limit.full_for_s = secs;
+        self
+    }
+
     pub fn fault(mut self, route: Route, fault: Fault) -> Test {
         self.scenario.push_fault(route, fault);
         self

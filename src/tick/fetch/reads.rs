@@ -266,7 +266,9 @@ impl Tick<'_> {
     /// not fit; nothing starts once the time for reads is over.
     fn dispatch(&mut self) -> anyhow::Result<()> {
         while self.reads.jobs.in_flight.len() < self.reads.jobs.workers {
-            if self.alone_for_first_answer() {
+            // Plane's window is full while a call waits out its 429: a
+            // read started now would only spend another 429.
+            if self.alone_for_first_answer() || self.peers.plane.waiting_out_429() {
                 break;
             }
             let Some(queued) = self.reads.jobs.pending.pop_front() else {
