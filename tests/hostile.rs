@@ -128,6 +128,11 @@ const HOSTILE: &[(&str, &str, &str)] = &[
         "the wait ends at once: exit 75 saying so, no request sent, the lock not taken",
         "a_signal_ends_the_wait_for_the_lock_at_once",
     ),
+    (
+        "SIGTERM while `forget --wait-lock 60` (or `outbox drop`) waits for a tick's lock",
+        "the wait ends at once: exit 75, nothing forgotten or dropped",
+        "a_signal_ends_forget_s_wait_for_the_lock_at_once",
+    ),
 ];
 
 /// Project BAD (repo acme/bad), whose issue listing never ends, with one
@@ -937,18 +942,54 @@ fn huge_peer_strings_never_reach_the_sidecar_and_fail_only_their_unit() {
 
 #[test]
 fn a_signal_ends_the_wait_for_the_lock_at_once() {
-    use std::io::BufRead as _;
     let stack = Test::new().stuck(1, "testing", "In Progress").start();
-    // Another tick's lock: the lock file beside the sidecar, every symlink
-    // of its path resolved, as the tool names it.
+    let held = hold_the_tick_lock(&stack);
+    let seen = signal_while_waiting_for_the_lock(&stack, &["gate", "--wait-lock", "60"]);
+    assert!(
+        stack.sim.requests().is_empty(),
+        "{:?}",
+        stack.sim.requests()
+    );
+    assert_eq!(stack.stage(1), "testing", "{seen:?}");
+    // The lock was not taken: once the other tick is done, the next one
+    // runs at once and acts.
+    drop(held);
+    stack.tick(&["gate", "--wait-lock", "0"]).code(0);
+    assert_eq!(stack.stage(1), "review");
+}
+
+#[test]
+fn a_signal_ends_forget_s_wait_for_the_lock_at_once() {
+    let stack = Test::new().stuck(1, "testing", "In Progress").start();
+    // A tick announces ET-1's unblock: there is something to forget.
+    stack.tick(&["gate"]).code(0);
+    let held = hold_the_tick_lock(&stack);
+    signal_while_waiting_for_the_lock(&stack, &["forget", "ET-1", "--wait-lock", "60"]);
+    // Nothing was forgotten: once the lock is free, forget finds the key.
+    drop(held);
+    stack.run(&["forget", "ET-1"]).code(0);
+    stack.run(&["forget", "ET-1"]).code(1);
+}
+
+/// Another tick's lock: the lock file beside the sidecar, every symlink of
+/// its path resolved, as the tool names it.
+fn hold_the_tick_lock(stack: &support::Stack) -> std::fs::File {
     let dir = std::fs::canonicalize(stack.dir.path()).unwrap();
     let held = std::fs::File::create(dir.join("state.sqlite.lock")).unwrap();
     held.lock().unwrap();
+    held
+}
+
+/// Runs `args` while the lock is held, sends SIGTERM once it says it
+/// waits, and checks it ends at once with 75 and says nothing was done.
+/// Returns its stderr lines.
+fn signal_while_waiting_for_the_lock(stack: &support::Stack, args: &[&str]) -> Vec<String> {
+    use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
         .env_clear()
         .env("NO_PROXY", "127.0.0.1")
         .args(["--config", stack.config.to_str().unwrap()])
-        .args(["gate", "--wait-lock", "60"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -969,7 +1010,7 @@ fn a_signal_ends_the_wait_for_the_lock_at_once() {
     {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) => seen.push(line),
-            Err(e) => panic!("the tick never said it waits ({e}): {seen:?}"),
+            Err(e) => panic!("{args:?} never said it waits ({e}): {seen:?}"),
         }
     }
     let signalled = Instant::now();
@@ -995,15 +1036,5 @@ fn a_signal_ends_the_wait_for_the_lock_at_once() {
         ),
         "{seen:?}"
     );
-    assert!(
-        stack.sim.requests().is_empty(),
-        "{:?}",
-        stack.sim.requests()
-    );
-    assert_eq!(stack.stage(1), "testing");
-    // The lock was not taken: once the other tick is done, the next one
-    // runs at once and acts.
-    drop(held);
-    stack.tick(&["gate", "--wait-lock", "0"]).code(0);
-    assert_eq!(stack.stage(1), "review");
+    seen
 }

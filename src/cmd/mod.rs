@@ -113,7 +113,15 @@ fn open_locked(
     if SidecarReader::open(path)?.is_none() {
         return Ok(None);
     }
-    let lock = TickLock::acquire(path, ctx.wait_lock).map_err(store::LockError::into_anyhow)?;
+    // A stop signal while waiting for a tick's lock ends the wait, as it
+    // does for a tick (exit 75, nothing done; docs/sidecar.md).
+    if !ctx.wait_lock.is_zero()
+        && let Err(e) = crate::signals::install()
+    {
+        log::warn!("cannot handle stop signals; a stop kills the wait at once: {e}");
+    }
+    let lock = TickLock::acquire_or_stop(path, ctx.wait_lock, &crate::signals::stop_requested)
+        .map_err(store::LockError::into_anyhow)?;
     Ok(Some((lock, Sidecar::open(path)?)))
 }
 
