@@ -30,7 +30,7 @@ pub(super) struct GateRun<'a> {
     /// The projects the cycle backstop needs read.
     members: Vec<&'a str>,
     /// The task the cursor names (report position 0) waits aside, with
-    /// an action held for it (`Tick::held`).
+    /// an action held for it (`ActionCap::hold`).
     holding: bool,
 }
 
@@ -142,8 +142,7 @@ impl<'a> Tick<'a> {
                     Some(pid) if !self.cut.units => {
                         run.aside.push((at, i, pid));
                         if at == 0 && from_cursor {
-                            self.cap.held += 1;
-                            run.holding = true;
+                            self.cap.hold(&mut run.holding);
                         }
                         continue;
                     }
@@ -171,10 +170,7 @@ impl<'a> Tick<'a> {
     /// projects the cycle backstop needs (unless the tick is cut: the
     /// backstop does not run then).
     pub(super) fn gate_waits(&self, run: &GateRun<'a>) -> bool {
-        !run.aside.is_empty()
-            || (!self.cut.units
-                && !self.clock.past_deadline()
-                && run.members.iter().any(|p| self.reads.awaits(p)))
+        !run.aside.is_empty() || run.members.iter().any(|p| self.still_awaits(p))
     }
 
     /// Decides the set-aside tasks whose projects are back (all of them
@@ -191,24 +187,20 @@ impl<'a> Tick<'a> {
             holding,
             ..
         } = run;
-        let cut = self.cut.units || self.clock.past_deadline();
-        // No read ended since the last look: every set-aside task still
-        // waits (5,000 tasks must not each look at all the others).
-        if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
+        if !self.set_aside_changed(looked, !aside.is_empty(), all) {
             return Ok(false);
         }
-        *looked = self.reads.ended();
         let before = aside.len();
         let mut k = 0;
         while k < aside.len() {
             let (at, i, pid) = aside[k];
-            if !all && self.reads.awaits(pid) && !self.cut.units && !self.clock.past_deadline() {
+            if !all && self.still_awaits(pid) {
                 k += 1;
                 continue;
             }
             aside.remove(k);
-            if at == 0 && std::mem::take(holding) {
-                self.cap.held -= 1;
+            if at == 0 {
+                self.cap.release(holding);
             }
             let unit = self.gate_unit(&tasks[i], graph.as_ref(), at)?;
             units[at] = Some(log_unit(unit, logged));

@@ -147,6 +147,20 @@ impl ActionCap {
     fn used(&self) -> u64 {
         self.taken + self.held
     }
+
+    /// Holds an action for a pass's cursor unit while its project is being
+    /// read; `holding` is the pass's note of it.
+    fn hold(&mut self, holding: &mut bool) {
+        self.held += 1;
+        *holding = true;
+    }
+
+    /// Gives back the action held for a pass's cursor unit, now decided.
+    fn release(&mut self, holding: &mut bool) {
+        if std::mem::take(holding) {
+            self.held -= 1;
+        }
+    }
 }
 
 /// Where the deadline (or a stop signal) cut this tick short: either is
@@ -261,6 +275,26 @@ impl<'a> Tick<'a> {
     /// The requested passes. A unit whose project is still being read
     /// waits aside while the others, of both passes, go on; this blocks
     /// only when nothing else is left (docs/architecture.md).
+    /// Whether a pass's set-aside units are worth a look: some wait and a
+    /// read ended since the last look (`looked`, then updated), or the
+    /// tick is cut (they are deferred), or `all` (nothing is read any
+    /// more). Without it 5,000 waiting tasks would each be looked at on
+    /// every pump.
+    fn set_aside_changed(&self, looked: &mut u64, waiting: bool, all: bool) -> bool {
+        let cut = self.cut.units || self.clock.past_deadline();
+        if !waiting || (!all && !cut && *looked == self.reads.ended()) {
+            return false;
+        }
+        *looked = self.reads.ended();
+        true
+    }
+
+    /// Whether a unit set aside for project `pid` still waits: its reads
+    /// are queued or running and the time for actions is not over.
+    fn still_awaits(&self, pid: &str) -> bool {
+        self.reads.awaits(pid) && !self.cut.units && !self.clock.past_deadline()
+    }
+
     fn passes(&mut self) -> anyhow::Result<(GatePass, Vec<CycleReport>, PlanePass)> {
         let command = self.opts.command;
         let mut gate = match command {

@@ -312,16 +312,16 @@ impl TickOutcome {
         self.delivery_ran && (self.notifications.queued > 0 || self.notifications.dropped > 0)
     }
 
+    /// Every unit's outcome and reason, gate pass first.
+    fn unit_outcomes(&self) -> impl Iterator<Item = (Outcome, Option<Reason>)> + '_ {
+        let gate = self.gate.units.iter().map(|u| (u.outcome, u.reason));
+        gate.chain(self.plane.units.iter().map(|u| (u.outcome, u.reason)))
+    }
+
     /// Outcome counts over both passes, keyed "outcome" or "outcome/reason".
     pub fn counts(&self) -> BTreeMap<String, i64> {
         let mut counts = BTreeMap::new();
-        let units = self
-            .gate
-            .units
-            .iter()
-            .map(|u| (u.outcome, u.reason))
-            .chain(self.plane.units.iter().map(|u| (u.outcome, u.reason)));
-        for (outcome, reason) in units {
+        for (outcome, reason) in self.unit_outcomes() {
             *counts.entry(count_key(outcome, reason)).or_insert(0) += 1;
         }
         counts
@@ -330,13 +330,7 @@ impl TickOutcome {
     /// Skipped units per reason, over both passes.
     pub fn skips(&self) -> BTreeMap<Reason, i64> {
         let mut skips = BTreeMap::new();
-        let units = self
-            .gate
-            .units
-            .iter()
-            .map(|u| (u.outcome, u.reason))
-            .chain(self.plane.units.iter().map(|u| (u.outcome, u.reason)));
-        for (outcome, reason) in units {
+        for (outcome, reason) in self.unit_outcomes() {
             if let (Outcome::Skipped, Some(r)) = (outcome, reason) {
                 *skips.entry(r).or_insert(0) += 1;
             }

@@ -41,7 +41,7 @@ pub(super) struct PlaneRun<'a> {
     /// at (`u64::MAX`: never).
     looked: u64,
     /// The cursor's project (position 0) waits aside, with an action held
-    /// for it (`Tick::held`).
+    /// for it (`ActionCap::hold`).
     holding: bool,
 }
 
@@ -121,8 +121,7 @@ impl<'a> Tick<'a> {
         run.aside = (0..run.projects.len()).collect();
         run.looked = u64::MAX;
         if from_cursor {
-            self.cap.held += 1;
-            run.holding = true;
+            self.cap.hold(&mut run.holding);
         }
         Ok(run)
     }
@@ -141,28 +140,20 @@ impl<'a> Tick<'a> {
             holding,
             ..
         } = run;
-        let cut = self.cut.units || self.clock.past_deadline();
-        // No read ended since the last look: every set-aside project
-        // still waits.
-        if aside.is_empty() || (!all && !cut && *looked == self.reads.ended()) {
+        if !self.set_aside_changed(looked, !aside.is_empty(), all) {
             return Ok(false);
         }
-        *looked = self.reads.ended();
         let before = aside.len();
         let mut k = 0;
         while k < aside.len() {
             let project = projects[aside[k]];
-            if !all
-                && self.reads.awaits(&project.plane_project_id)
-                && !self.cut.units
-                && !self.clock.past_deadline()
-            {
+            if !all && self.still_awaits(&project.plane_project_id) {
                 k += 1;
                 continue;
             }
             let at = aside.remove(k);
-            if at == 0 && std::mem::take(holding) {
-                self.cap.held -= 1;
+            if at == 0 {
+                self.cap.release(holding);
             }
             entries[at] = Some(self.plane_entry(project, (cursor.as_deref(), memos))?);
         }
