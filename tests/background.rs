@@ -47,6 +47,23 @@ fn sigterm(child: &Child) {
     assert!(ok, "kill -TERM");
 }
 
+/// SIGTERM to a tick that waits (for a held read, a 429's Retry-After):
+/// it ends at once with 75, not when the wait would; its JSON report and
+/// stderr.
+fn stop_now(child: Child) -> (serde_json::Value, String) {
+    // Let it settle into the wait first.
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    sigterm(&child);
+    let (code, report, stderr, took) = finish(child, signalled);
+    assert_eq!(code, Some(75), "{report}\n{stderr}");
+    assert!(
+        took < Duration::from_secs(3),
+        "the tick waited {took:?} after the signal"
+    );
+    (report, stderr)
+}
+
 /// Waits for the child; its exit code, JSON report and stderr, and how long
 /// it took from `since`.
 fn finish(child: Child, since: Instant) -> (Option<i32>, serde_json::Value, String, Duration) {
@@ -120,16 +137,7 @@ fn stop_while_held(stack: &Stack, slow_before: i64) {
                 .requests_where(|r| r.route == Some(Route::PlaneItems) && r.path.contains(&slow))
                 .is_empty()
     });
-    // The listing is answered (or the 429 waited out) only in 20 s.
-    std::thread::sleep(Duration::from_millis(200));
-    let signalled = Instant::now();
-    sigterm(&child);
-    let (code, report, stderr, took) = finish(child, signalled);
-    assert_eq!(code, Some(75), "{report}\n{stderr}");
-    assert!(
-        took < Duration::from_secs(3),
-        "the tick waited {took:?} for a read after the signal"
-    );
+    let (report, stderr) = stop_now(child);
     assert_eq!(outcome(&report, 1), "advanced", "{report}");
     assert_eq!(outcome(&report, 50), "deferred/signal", "{report}");
     assert_eq!(
@@ -195,15 +203,7 @@ fn a_stop_signal_while_the_cycle_backstop_awaits_its_reads_defers_it_whole() {
     when(&mut child, "SLOW listed", || {
         stack.count(Route::PlaneItems) == 1
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let signalled = Instant::now();
-    sigterm(&child);
-    let (code, report, stderr, took) = finish(child, signalled);
-    assert_eq!(code, Some(75), "{report}\n{stderr}");
-    assert!(
-        took < Duration::from_secs(3),
-        "waited {took:?} after the signal"
-    );
+    let (report, _) = stop_now(child);
     assert_eq!(outcome(&report, 1), "skipped/in_flight", "{report}");
     // Not half done: no alert without its Blocked moves, no error for a
     // read the signal cut.
@@ -233,15 +233,7 @@ fn a_stop_signal_ends_a_429_wait_before_a_patch_at_once() {
     when(&mut child, "the first PATCH answered 429", || {
         stack.count(Route::PlanePatch) == 1
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let signalled = Instant::now();
-    sigterm(&child);
-    let (code, report, stderr, took) = finish(child, signalled);
-    assert_eq!(code, Some(75), "{report}\n{stderr}");
-    assert!(
-        took < Duration::from_secs(3),
-        "waited {took:?} after the signal"
-    );
+    stop_now(child);
     assert_eq!(
         stack.count(Route::PlanePatch),
         1,
@@ -366,20 +358,9 @@ fn the_gate_pass_serves_the_projects_in_turn_under_the_action_cap() {
 #[test]
 fn a_sidecar_refusing_a_read_while_others_are_in_flight_exits_74_at_once() {
     let stack = held(|p| p.page_delay_ms = 20_000).start();
-    let path = stack.state_path();
-    reconcile::harness::Sidecar::open(&path)
-        .unwrap()
-        .close()
-        .unwrap();
     // A full disk, as SQLite says it, on the first mirror write: ET's,
     // while SLOW's listing is held.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER full_disk BEFORE INSERT ON mirror_issue
-         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
-    )
-    .unwrap();
-    drop(conn);
+    let path = stack.refuse_inserts("mirror_issue", "database or disk is full");
     let started = Instant::now();
     let run = stack.run(&["gate"]);
     let took = started.elapsed();
@@ -397,10 +378,7 @@ fn a_dry_run_with_reads_in_the_background_writes_nothing() {
         .start();
     // A dry run only reads the sidecar: one must exist.
     let path = stack.state_path();
-    reconcile::harness::Sidecar::open(&path)
-        .unwrap()
-        .close()
-        .unwrap();
+    create_sidecar(&path);
     let bytes = |p: &std::path::Path| std::fs::read(p).unwrap_or_default();
     let before = bytes(&path);
     let run = stack.tick(&["all", "--dry-run"]);

@@ -728,22 +728,11 @@ fn an_action_whose_intent_cannot_be_written_is_not_sent() {
         .stuck(1, "testing", "In Progress")
         .issue_with_task(3, "Approved", "review")
         .start();
-    let path = stack.state_path();
-    let arg = path.to_str().unwrap();
-    reconcile::harness::Sidecar::open(&path)
-        .unwrap()
-        .close()
-        .unwrap();
     // Only the intent's insert fails: everything else in the sidecar
     // (locking, reading, the tick's own records) still works, so the one
     // refusal is the write this test is about.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER refuse_intent BEFORE INSERT ON intent
-         BEGIN SELECT RAISE(ABORT, 'intent refused by the test'); END;",
-    )
-    .unwrap();
-    drop(conn);
+    let path = stack.refuse_inserts("intent", "intent refused by the test");
+    let arg = path.to_str().unwrap();
     for (pass, route) in [("plane", Route::OrchWebhook), ("gate", Route::OrchAdvance)] {
         let run = stack.run(&[pass]);
         assert_eq!(stack.count(route), 0, "{pass}: the action was sent\n{run}");

@@ -443,10 +443,7 @@ fn a_full_disk_names_the_sidecar_and_the_cause() {
     };
     let path = disk.0.join("state.sqlite");
     let arg = path.to_str().unwrap();
-    reconcile::harness::Sidecar::open(&path)
-        .unwrap()
-        .close()
-        .unwrap();
+    create_sidecar(&path);
     disk.fill();
     let run = stack.run(&["--state", arg, "gate"]);
     run.code(74)

@@ -338,6 +338,22 @@ impl Stack {
         self.dir.path().join("state.sqlite")
     }
 
+    /// Makes SQLite refuse every insert into `table` of the sidecar
+    /// (created first, as a live tick would) with `message`: the one write
+    /// a test is about fails while everything else in the sidecar works.
+    /// Returns its path.
+    pub fn refuse_inserts(&self, table: &str, message: &str) -> PathBuf {
+        let path = self.state_path();
+        create_sidecar(&path);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table}
+             BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+        ))
+        .unwrap();
+        path
+    }
+
     /// Runs `reconcile --config <cfg> ARGS…` with a clean environment.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with_env(args, &[])
@@ -588,4 +604,13 @@ fn outcome_of(u: &Value) -> String {
         Some(r) => format!("{}/{r}", u["outcome"].as_str().unwrap()),
         None => u["outcome"].as_str().unwrap().to_string(),
     }
+}
+
+/// Creates a sidecar at `path` (its schema, nothing in it), as the first
+/// live tick would.
+pub fn create_sidecar(path: &Path) {
+    reconcile::harness::Sidecar::open(path)
+        .unwrap()
+        .close()
+        .unwrap();
 }
