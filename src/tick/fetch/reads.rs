@@ -274,13 +274,9 @@ impl Tick<'_> {
             let Some(queued) = self.reads.jobs.pending.pop_front() else {
                 break;
             };
-            let until = self
-                .peers
-                .plane
-                .client()
-                .deadline()
-                .unwrap_or(self.clock.deadline);
-            let late = Instant::now() >= until || crate::signals::stop_requested();
+            // Plane's client stops at `act_until` too: a read started
+            // later could not send a request.
+            let late = self.clock.past_deadline();
             let (job, pid, cost, refresh) = match queued {
                 Queued::Read(plan) => {
                     let pid = plan.project.plane_project_id.clone();
